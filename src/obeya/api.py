@@ -1,0 +1,89 @@
+"""The JSON API under /api/: one NinjaAPI with each capability's router and one error format."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
+
+import obeya
+from obeya.catalog.api import router as catalog_router
+from obeya.core.api import router as core_router
+from obeya.core.apiauth import SessionAuth, TokenAuth
+from obeya.core.errors import ObeyaError
+
+log = logging.getLogger(__name__)
+
+
+def _error(
+    api: NinjaAPI,
+    request: HttpRequest,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+) -> HttpResponse:
+    body = {"error": {"code": code, "message": message, "field": field}}
+    return api.create_response(request, body, status=status)
+
+
+def _field_of(error: dict[str, Any]) -> str | None:
+    location = [str(part) for part in error.get("loc", ()) if part not in {"body", "payload"}]
+    return ".".join(location[-1:]) or None
+
+
+def build_api() -> NinjaAPI:
+    api = NinjaAPI(
+        title="Obeya API",
+        version=obeya.__version__,
+        description="Every capability of Obeya. Authenticate with `Authorization: Bearer "
+        "<token>` (create one with `obeya token create`) or the browser session.",
+        auth=[TokenAuth(), SessionAuth()],
+        urls_namespace="api",
+    )
+    api.add_router("/", core_router)
+    api.add_router("/", catalog_router)
+
+    @api.exception_handler(ObeyaError)
+    def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:
+        return _error(api, request, exc.status, exc.code, exc.message, exc.field)
+
+    @api.exception_handler(ValidationError)
+    def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        first = exc.errors[0] if exc.errors else {}
+        field = _field_of(first)
+        message = str(first.get("msg", "invalid request"))
+        text = f"{field}: {message}" if field else message
+        return _error(api, request, 400, "invalid", text, field)
+
+    @api.exception_handler(AuthenticationError)
+    def unauthenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        return _error(
+            api,
+            request,
+            401,
+            "unauthenticated",
+            "sign in, or send Authorization: Bearer <token> (create one with `obeya token create`)",
+        )
+
+    @api.exception_handler(AuthorizationError)
+    def forbidden(request: HttpRequest, exc: AuthorizationError) -> HttpResponse:
+        return _error(api, request, 403, "forbidden", str(exc) or "forbidden")
+
+    @api.exception_handler(Http404)
+    def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return _error(api, request, 404, "not_found", str(exc) or "not found")
+
+    @api.exception_handler(HttpError)
+    def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        return _error(api, request, exc.status_code, "error", str(exc))
+
+    @api.exception_handler(Exception)
+    def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(api, request, 500, "internal", "unexpected error; it has been logged")
+
+    return api

@@ -1,0 +1,146 @@
+"""Admin verbs that run on the server machine: serve, migrate, createuser, token, config."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from obeya.cli.local import prepare_database, setup_django
+from obeya.cli.output import fail, print_table
+
+token_app = typer.Typer(help="Create or revoke API tokens on this server (admin verb).")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_runners: Annotated[
+        bool, typer.Option("--no-runners", help="Start no embedded job runners.")
+    ] = False,
+    get: Annotated[
+        str | None,
+        typer.Option("--get", help="Answer one GET request in-process, print the body and exit."),
+    ] = None,
+) -> None:
+    """Serve Obeya (web UI and API) with uvicorn; migrates an embedded database first."""
+    import os
+
+    if no_runners:
+        os.environ["OBEYA_RUNNERS"] = "0"
+    setup_django()
+    prepare_database()
+    if get is not None:
+        raise typer.Exit(_get_once(get))
+    import uvicorn
+
+    typer.echo(f"Obeya serving on http://{host}:{port}/  (Ctrl+C to stop)")
+    uvicorn.run(
+        "obeya.asgi:application",
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        proxy_headers=True,
+    )
+
+
+def _get_once(path: str) -> int:
+    import httpx
+    from django.conf import settings
+
+    from obeya.wsgi import application
+
+    host = next(
+        (h for h in settings.ALLOWED_HOSTS if "*" not in h and not h.startswith(".")), "localhost"
+    )
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=application), base_url=f"http://{host}"
+    ) as client:
+        response = client.get(path if path.startswith("/") else f"/{path}")
+    sys.stdout.write(response.text)
+    if response.text and not response.text.endswith("\n"):
+        sys.stdout.write("\n")
+    return 0 if response.is_success else 1
+
+
+def migrate_command() -> None:
+    """Apply database migrations (needed before `obeya serve` on PostgreSQL)."""
+    setup_django()
+    from obeya.cli.local import migrate
+
+    migrate()
+
+
+def createuser(
+    username: Annotated[str, typer.Argument(help="The new user's login name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    email: Annotated[str, typer.Option(help="E-mail address.")] = "",
+) -> None:
+    """Add a person who can sign in (admin verb)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        fail("the password is empty: pass it on standard input with --password-stdin")
+    setup_django()
+    prepare_database()
+    from obeya.core import services
+    from obeya.core.actors import Actor
+
+    services.create_user(
+        Actor(user=None, channel="cli"), username, password, is_admin=admin, email=email
+    )
+    typer.echo(f"created user {username}{' (administrator)' if admin else ''}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="Whose token it is.")],
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "write",
+    days: Annotated[int, typer.Option(help="Days until it expires (1-365).")] = 90,
+    name: Annotated[str, typer.Option(help="A label to recognise it by.")] = "cli",
+) -> None:
+    """Create a token; the token itself is printed once, alone on the last line."""
+    setup_django()
+    prepare_database()
+    from obeya.core import services
+    from obeya.core.actors import Actor
+
+    owner = services.get_user(user)
+    token, plaintext = services.create_token(
+        Actor(user=None, channel="cli"), owner, name=name, scope=scope, days=days
+    )
+    typer.echo(
+        f"{token.scope} token for {owner.username}, expires {token.expires_at:%Y-%m-%d}:", err=True
+    )
+    typer.echo(plaintext)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")]) -> None:
+    """Revoke a token by id."""
+    setup_django()
+    prepare_database()
+    from obeya.core import services
+    from obeya.core.actors import Actor
+
+    token = services.revoke_token(Actor(user=None, channel="cli"), token_id)
+    typer.echo(f"revoked {token.prefix}… ({token.name}) of {token.user.username}")
+
+
+def config() -> None:
+    """Show every OBEYA_* setting with its value in force (secrets hidden)."""
+    from obeya.settings import OBEYA_SETTINGS
+
+    rows = []
+    for row in OBEYA_SETTINGS:
+        value = row.value()
+        shown = ("(set)" if value else "") if row.secret else value
+        rows.append((row.name, shown, row.help))
+    print_table(("setting", "value", "what it is for"), rows)

@@ -1,0 +1,86 @@
+"""The `obeya` command: admin verbs run locally, everything else is an API client."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+import obeya
+from obeya.cli import admin, catalog, session
+from obeya.cli.output import CliError, error_line
+
+app = typer.Typer(
+    name="obeya",
+    help="Obeya: run a service's whole life the DevOps way.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"obeya {obeya.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Obeya: run a service's whole life the DevOps way."""
+
+
+app.command("serve")(admin.serve)
+app.command("migrate")(admin.migrate_command)
+app.command("createuser")(admin.createuser)
+app.command("config")(admin.config)
+app.add_typer(admin.token_app, name="token")
+app.command("login")(session.login)
+app.command("events")(session.events)
+app.add_typer(catalog.app, name="service")
+
+
+@app.command("demo")
+def demo(
+    serve: Annotated[bool, typer.Option("--serve", help="Serve it afterwards.")] = False,
+    host: Annotated[str, typer.Option(help="Address to listen on with --serve.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on with --serve.")] = 8000,
+) -> None:
+    """Load the demo: people, services with charters, teams and lifecycle history."""
+    from obeya.cli.local import prepare_database, setup_django
+
+    setup_django()
+    prepare_database()
+    from obeya import demo as demo_data
+
+    credentials = demo_data.load(echo=typer.echo)
+    typer.echo("")
+    typer.echo(
+        f"  Open http://{host}:{port}/ and sign in as "
+        f"{credentials.username} / {credentials.password}"
+    )
+    typer.echo("")
+    if serve:
+        admin.serve(host=host, port=port, no_runners=False, get=None)
+
+
+def run() -> None:
+    """Console entry point: refusals print one line and exit 2, never a traceback."""
+    from obeya.core.errors import ObeyaError
+
+    try:
+        app(standalone_mode=True)
+    except CliError as error:
+        error_line(str(error))
+        sys.exit(2)
+    except ObeyaError as error:
+        error_line(error.message)
+        sys.exit(2)

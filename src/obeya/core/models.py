@@ -1,0 +1,78 @@
+"""Core tables: users, API tokens and the append-only event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class User(AbstractUser):
+    """A person who signs in to Obeya (Django auth; roles live per service)."""
+
+    class Meta:
+        db_table = "core_user"
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only the SHA-256 of the secret is stored."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "read: GET only"
+        WRITE = "write", "write: read and change"
+        ADMIN = "admin", "admin: write plus user and token administration"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="First characters, to recognise a token.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("events are append-only: record a new event instead of updating one")
+
+
+class Event(models.Model):
+    """One remembered state change. Append-only: the spine of timelines, audit and metrics."""
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150)
+    channel = models.CharField(max_length=16)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    kind = models.CharField(max_length=64, db_index=True)
+    subject = models.CharField(max_length=200, db_index=True)
+    service = models.CharField(max_length=50, blank=True, db_index=True)
+    data = models.JSONField(default=dict)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["service", "id"]), models.Index(fields=["kind", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.subject}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise TypeError("events are append-only: record a new event instead of saving one")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("events are append-only and cannot be deleted")

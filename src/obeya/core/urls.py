@@ -1,0 +1,10 @@
+from django.urls import path
+
+from obeya.core import views
+
+urlpatterns = [
+    path("audit/", views.audit, name="audit"),
+    path("account/", views.account, name="account"),
+    path("account/tokens/", views.token_create, name="token-create"),
+    path("account/tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
+]

@@ -1,0 +1,193 @@
+"""The demo data set: people, services with charters, teams and back-dated lifecycle history.
+
+Everything goes through the same services as a user's changes, so the demo's timelines and
+audit trail are real events. Loading twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from obeya.catalog import services as catalog
+from obeya.core import services as core
+from obeya.core.actors import Actor
+from obeya.core.clock import ManualClock
+from obeya.core.errors import NotFound
+
+ADMIN = "admin"
+PEOPLE = {
+    "alice": "service_master",
+    "bob": "developer",
+    "carol": "gatekeeper",
+    "dave": "devops_engineer",
+    "erin": "reliability_engineer",
+    "frank": "operator",
+    "grace": "process_master",
+}
+
+
+@dataclass(frozen=True)
+class DemoService:
+    slug: str
+    name: str
+    team: str
+    description: str
+    vision: str
+    goals: str
+    business_value: str
+    customers: str
+    path: tuple[str, ...]  # stages after "strategy", in order
+    roles: tuple[tuple[str, str], ...]
+
+
+SERVICES = (
+    DemoService(
+        "hello-service",
+        "Hello Service",
+        "Team Falcon",
+        "A small web service that greets people; the pipeline and deployment showcase.",
+        "The friendliest hello on the internet, deployed many times a day without fear.",
+        "Deploy on demand, at least daily.\nRestore service in under an hour.",
+        "Shows every team how a service lives the DevOps way, end to end.",
+        "Every product team; new joiners on their first day.",
+        ("marketing", "planning", "requirements", "development", "deployment", "operation"),
+        (
+            ("bob", "developer"),
+            ("carol", "gatekeeper"),
+            ("dave", "devops_engineer"),
+            ("erin", "reliability_engineer"),
+            ("frank", "operator"),
+            ("grace", "process_master"),
+        ),
+    ),
+    DemoService(
+        "payments-api",
+        "Payments API",
+        "Team Heron",
+        "Takes card and bank payments for the shop and settles them nightly.",
+        "Payments that never lose a cent and never keep a customer waiting.",
+        "99.95% availability.\np95 latency under 300 ms.\nRPO 5 minutes, RTO 30 minutes.",
+        "Every order depends on it: revenue flows through here.",
+        "The web shop, the mobile app, the finance team.",
+        ("marketing", "planning", "requirements", "development"),
+        (("bob", "developer"), ("carol", "gatekeeper"), ("dave", "devops_engineer")),
+    ),
+    DemoService(
+        "search-insights",
+        "Search Insights",
+        "Team Owl",
+        "Reports what customers search for and do not find.",
+        "Turn failed searches into the next features we build.",
+        "Weekly report to product owners.\nNo personal data kept past 30 days.",
+        "Finds demand we are missing today.",
+        "Product owners and the marketing team.",
+        ("marketing", "planning", "requirements"),
+        (("erin", "reliability_engineer"), ("grace", "process_master")),
+    ),
+    DemoService(
+        "legacy-reports",
+        "Legacy Reports",
+        "Team Falcon",
+        "Nightly PDF reports from the old warehouse; being replaced by Search Insights.",
+        "Keep the lights on until the replacement is proven, then retire cleanly.",
+        "No new features.\nHand every consumer over to the replacement.",
+        "Still read by finance every Monday.",
+        "Finance and two partner companies.",
+        (
+            "marketing",
+            "planning",
+            "requirements",
+            "development",
+            "deployment",
+            "operation",
+            "maintenance",
+        ),
+        (("frank", "operator"), ("dave", "devops_engineer")),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+def _password_file() -> Path:
+    return Path(settings.DATA_DIR) / "demo-password"
+
+
+def _demo_password() -> str:
+    """The demo's sign-in password, kept in the data dir so `make run` can show it again."""
+    path = _password_file()
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        password = secrets.token_urlsafe(12)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password)
+        return password
+
+
+def _ensure_people(system: Actor, password: str, echo: Callable[[str], None]) -> None:
+    for username in (ADMIN, *PEOPLE):
+        try:
+            core.get_user(username)
+        except NotFound:
+            core.create_user(
+                system,
+                username,
+                password,
+                is_admin=username == ADMIN,
+                email=f"{username}@example.com",
+                check_password_strength=False,
+            )
+            echo(f"  user {username}")
+
+
+def _load_service(spec: DemoService, start_days_ago: int) -> None:
+    clock = ManualClock(timezone.now() - timedelta(days=start_days_ago))
+    owner = Actor(user=core.get_user("alice"), channel="web", ip="127.0.0.1", clock=clock)
+    catalog.create_service(
+        owner,
+        spec.slug,
+        spec.name,
+        description=spec.description,
+        owner_team=spec.team,
+        vision=spec.vision,
+        goals=spec.goals,
+        business_value=spec.business_value,
+        customers=spec.customers,
+    )
+    for username, role in spec.roles:
+        clock.advance(timedelta(hours=3))
+        catalog.add_member(owner, spec.slug, username, role)
+    step = timedelta(days=max(1, start_days_ago // (len(spec.path) + 1)))
+    for stage in spec.path:
+        clock.advance(step)
+        catalog.move_stage(owner, spec.slug, stage, reason=f"ready for {stage}")
+
+
+def load(echo: Callable[[str], None] = print) -> Credentials:
+    """Load the demo once; later calls only report the sign-in."""
+    system = Actor(user=None, channel="cli")
+    password = _demo_password()
+    echo("Loading the demo:")
+    _ensure_people(system, password, echo)
+    for index, spec in enumerate(SERVICES):
+        try:
+            catalog.get_service(spec.slug)
+        except NotFound:
+            _load_service(spec, start_days_ago=90 - index * 15)
+            echo(f"  service {spec.slug}")
+    return Credentials(ADMIN, password)

@@ -1,0 +1,243 @@
+"""Django settings for Obeya, driven by one table of ``OBEYA_*`` environment settings.
+
+Every knob a user can turn is a row of ``OBEYA_SETTINGS`` below, with its default and help
+text. ``docs/configuration.md`` lists each one (a test checks it) and ``obeya config``
+prints the table with the values in force.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``OBEYA_*`` environment setting: its name, default and what it is for."""
+
+    name: str
+    default: str
+    help: str
+    secret: bool = False
+
+    def value(self) -> str:
+        return os.environ.get(self.name, self.default)
+
+
+OBEYA_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "OBEYA_DATA_DIR",
+        "~/.local/share/obeya",
+        "Directory for the embedded SQLite database, the generated secret key, artifacts "
+        "and releases. Created on first start.",
+    ),
+    Setting(
+        "OBEYA_DATABASE_URL",
+        "",
+        "Empty for the embedded SQLite database in the data dir, or "
+        "postgresql://user:password@host:5432/name to scale out on PostgreSQL.",
+        secret=True,
+    ),
+    Setting(
+        "OBEYA_SECRET_KEY",
+        "",
+        "Key that signs sessions and CSRF tokens. Empty: a random key is generated on first "
+        "start and kept in DATA_DIR/secret_key.",
+        secret=True,
+    ),
+    Setting(
+        "OBEYA_ALLOWED_HOSTS",
+        "127.0.0.1,localhost",
+        "Comma-separated host names this server answers to (Django ALLOWED_HOSTS).",
+    ),
+    Setting(
+        "OBEYA_CSRF_TRUSTED_ORIGINS",
+        "",
+        "Comma-separated origins (https://obeya.example.com) allowed to POST forms when "
+        "Obeya runs behind a TLS-terminating proxy.",
+    ),
+    Setting(
+        "OBEYA_DEBUG",
+        "false",
+        "true shows Django's debug pages. Never in production.",
+    ),
+    Setting(
+        "OBEYA_TIME_ZONE",
+        "UTC",
+        "Time zone used to show times in the web UI. Times are stored in UTC.",
+    ),
+    Setting(
+        "OBEYA_RUNNERS",
+        "2",
+        "Number of embedded job runner threads started by `obeya serve` (0 for none).",
+    ),
+    Setting(
+        "OBEYA_URL",
+        "",
+        "CLI only: the server the API-client commands talk to; overrides the saved login.",
+    ),
+    Setting(
+        "OBEYA_TOKEN",
+        "",
+        "CLI only: the API token the client commands send; overrides the saved login.",
+        secret=True,
+    ),
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def setting(name: str) -> str:
+    """Value of one ``OBEYA_*`` setting, from the environment or its default."""
+    for row in OBEYA_SETTINGS:
+        if row.name == name:
+            return row.value()
+    raise KeyError(f"{name} is not an Obeya setting")
+
+
+def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
+    """Django DATABASES['default'] for an ``OBEYA_DATABASE_URL`` (empty = embedded SQLite)."""
+    if not url:
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(data_dir / "obeya.sqlite3"),
+            # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of one
+            # failing on a lock upgrade; FULL makes a commit survive power loss (A1).
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                "PRAGMA foreign_keys=ON;",
+            },
+        }
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ValueError(
+            f"OBEYA_DATABASE_URL: unsupported scheme {parts.scheme!r}; "
+            "use postgresql://user:password@host:5432/name or leave it empty for SQLite"
+        )
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")) or "obeya",
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": options,
+        "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+    }
+
+
+def _secret_key(data_dir: Path, debug: bool) -> str:
+    configured = setting("OBEYA_SECRET_KEY")
+    if configured:
+        return configured
+    key_file = data_dir / "secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    # O_EXCL: when two processes start together, one key wins and both read it back.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DATA_DIR = Path(setting("OBEYA_DATA_DIR")).expanduser().resolve()
+DEBUG = setting("OBEYA_DEBUG").lower() in _TRUE
+SECRET_KEY = _secret_key(DATA_DIR, DEBUG)
+ALLOWED_HOSTS = _split(setting("OBEYA_ALLOWED_HOSTS"))
+CSRF_TRUSTED_ORIGINS = _split(setting("OBEYA_CSRF_TRUSTED_ORIGINS"))
+DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DIR)}
+OBEYA_RUNNERS = int(setting("OBEYA_RUNNERS") or 0)
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.admin",
+    "obeya.core",
+    "obeya.catalog",
+    "obeya.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "obeya.urls"
+ASGI_APPLICATION = "obeya.asgi.application"
+AUTH_USER_MODEL = "core.User"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "obeya.web.context.navigation",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = setting("OBEYA_TIME_ZONE")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {"obeya": {"level": "INFO"}},
+}

@@ -1,0 +1,95 @@
+"""Fixtures shared by every test: people, tokens, and an API client that speaks JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from obeya.core import services as core
+from obeya.core.actors import Actor
+from obeya.core.models import User
+
+PASSWORD = "correct horse battery staple"
+SYSTEM = Actor(user=None, channel="cli")
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(settings: Any, tmp_path: Path) -> Path:
+    """Each test gets its own data dir, so files never leak between tests."""
+    settings.DATA_DIR = tmp_path / "data"
+    return settings.DATA_DIR
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    def make(username: str, *, admin: bool = False) -> User:
+        return core.create_user(
+            SYSTEM, username, PASSWORD, is_admin=admin, check_password_strength=False
+        )
+
+    return make
+
+
+@pytest.fixture
+def admin(make_user: Callable[..., User]) -> User:
+    return make_user("root", admin=True)
+
+
+@pytest.fixture
+def alice(make_user: Callable[..., User]) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user: Callable[..., User]) -> User:
+    return make_user("bob")
+
+
+def actor(user: User | None) -> Actor:
+    return Actor(user=user, channel="web", ip="127.0.0.1")
+
+
+class Api:
+    """A JSON client for /api with a Bearer token."""
+
+    def __init__(self, token: str | None) -> None:
+        self.client = Client()
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None, **headers: str) -> Any:
+        extra = {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
+        extra.update(headers)
+        response = getattr(self.client, method.lower())(
+            f"/api{path}",
+            data=json.dumps(body) if body is not None else None,
+            content_type="application/json",
+            **extra,
+        )
+        response.body = response.json() if response.content else None
+        return response
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.call("POST", path, body if body is not None else {})
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.call("PATCH", path, body)
+
+    def delete(self, path: str) -> Any:
+        return self.call("DELETE", path)
+
+
+@pytest.fixture
+def api_for() -> Callable[..., Api]:
+    def make(user: User, scope: str = "write") -> Api:
+        _, plaintext = core.create_token(SYSTEM, user, name="test", scope=scope, days=30)
+        return Api(plaintext)
+
+    return make
