@@ -22,6 +22,8 @@ SYSTEM = Actor(user=None, channel="cli")
 def _data_dir(settings: Any, tmp_path: Path) -> Path:
     """Each test gets its own data dir, so files never leak between tests."""
     settings.DATA_DIR = tmp_path / "data"
+    # The real hasher is slow on purpose; tests only need a correct one.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     return settings.DATA_DIR
 
 

@@ -70,10 +70,6 @@ class TokenOut(Schema):
     revoked_at: datetime | None
     last_used_at: datetime | None
 
-    @staticmethod
-    def resolve_owner(obj: ApiToken) -> str:
-        return obj.user.username
-
 
 class TokenIn(Schema):
     name: str = "token"
@@ -156,10 +152,24 @@ def _me(request: HttpRequest) -> User:
     return request.user
 
 
+def _token(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.pk,
+        "name": token.name,
+        "prefix": token.prefix,
+        "scope": token.scope,
+        "owner": token.user.username,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "revoked_at": token.revoked_at,
+        "last_used_at": token.last_used_at,
+    }
+
+
 @router.get("/tokens", response=list[TokenOut], summary="Your API tokens")
 @paginate(LimitOffsetPagination)
 def list_tokens(request: HttpRequest) -> Any:
-    return services.list_tokens(_me(request)).select_related("user")
+    return [_token(t) for t in services.list_tokens(_me(request)).select_related("user")]
 
 
 @router.post("/tokens", response={201: TokenCreated}, summary="Create an API token")
@@ -172,11 +182,9 @@ def create_token(request: HttpRequest, payload: TokenIn) -> Status[Any]:
         scope=payload.scope,
         days=payload.days,
     )
-    body = TokenOut.from_orm(token).model_dump()
-    body["token"] = plaintext
-    return Status(201, body)
+    return Status(201, {**_token(token), "token": plaintext})
 
 
 @router.delete("/tokens/{token_id}", response=TokenOut, summary="Revoke an API token")
-def revoke_token(request: HttpRequest, token_id: int) -> ApiToken:
-    return services.revoke_token(actor_for_request(request, "api"), token_id)
+def revoke_token(request: HttpRequest, token_id: int) -> dict[str, Any]:
+    return _token(services.revoke_token(actor_for_request(request, "api"), token_id))

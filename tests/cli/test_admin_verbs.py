@@ -1,0 +1,125 @@
+"""The admin verbs as a user runs them: real `obeya` processes on a fresh data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from tests.processes import clean_env, fresh_postgres_database, run_obeya
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def env(tmp_path):
+    return clean_env(tmp_path / "data")
+
+
+def test_version(env):
+    result = run_obeya("--version", env=env)
+    assert result.returncode == 0
+    assert result.stdout.startswith("obeya ")
+
+
+def test_serve_get_health_on_a_fresh_embedded_database(env, tmp_path):
+    result = run_obeya("serve", "--get", "/api/health", env=env)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["status"] == "ok" and body["database"] == "sqlite" and body["version"]
+    # It migrated the embedded database itself, in WAL mode.
+    db = sqlite3.connect(tmp_path / "data" / "obeya.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 5
+    # And kept a generated secret key, private to its owner.
+    key_file = tmp_path / "data" / "secret_key"
+    assert len(key_file.read_text()) >= 50
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_serve_get_exits_1_on_a_non_2xx(env):
+    result = run_obeya("serve", "--get", "/api/services", env=env)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["error"]["code"] == "unauthenticated"
+
+
+def test_createuser_and_token_create(env):
+    made = run_obeya(
+        "createuser",
+        "ops",
+        "--admin",
+        "--password-stdin",
+        env=env,
+        stdin="a long enough password\n",
+    )
+    assert made.returncode == 0, made.stderr
+    token = run_obeya("token", "create", "--user", "ops", "--scope", "read", "--days", "7", env=env)
+    assert token.returncode == 0, token.stderr
+    secret = token.stdout.strip().splitlines()[-1]
+    assert secret.startswith("obeya_") and " " not in secret
+    health = run_obeya("serve", "--get", "/api/events?kind=token.", env=env)
+    assert health.returncode == 1  # the events API needs a token: --get is anonymous
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("createuser", "ops", "--password-stdin"), "\n", "password is empty"),
+        (("createuser", "bad name", "--password-stdin"), "a long enough password\n", "not valid"),
+        (("token", "create", "--user", "ghost"), None, 'no user named "ghost"'),
+        (("token", "revoke", "999"), None, "no token with id 999"),
+    ],
+)
+def test_admin_verb_errors_are_one_line_and_exit_2(env, args, stdin, message):
+    result = run_obeya(*args, env=env, stdin=stdin)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("obeya: ")
+
+
+def test_token_days_out_of_range(env):
+    run_obeya("createuser", "ops", "--password-stdin", env=env, stdin="a long enough password\n")
+    result = run_obeya("token", "create", "--user", "ops", "--days", "400", env=env)
+    assert result.returncode == 2 and "1 to 365 days" in result.stderr
+
+
+def test_unsupported_database_url_is_one_line(env):
+    env["OBEYA_DATABASE_URL"] = "mysql://db/obeya"
+    result = run_obeya("serve", "--get", "/api/health", env=env)
+    assert result.returncode == 2
+    assert "unsupported scheme" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_loads_once_and_prints_the_login(env):
+    first = run_obeya("demo", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "service hello-service" in first.stdout and "sign in as admin / " in first.stdout
+    password = first.stdout.split("sign in as admin / ")[1].split()[0]
+    second = run_obeya("demo", env=env)
+    assert "service hello-service" not in second.stdout
+    assert f"admin / {password}" in second.stdout
+
+
+def test_config_lists_every_setting_and_hides_secrets(env):
+    env["OBEYA_SECRET_KEY"] = "s3cret-value-that-must-not-show"
+    result = run_obeya("config", env=env)
+    assert result.returncode == 0
+    assert "OBEYA_DATA_DIR" in result.stdout and "OBEYA_DATABASE_URL" in result.stdout
+    assert "s3cret-value" not in result.stdout
+
+
+@pytest.mark.skipif(
+    not os.environ.get("OBEYA_TEST_POSTGRES_URL"), reason="needs OBEYA_TEST_POSTGRES_URL"
+)
+def test_serve_refuses_an_old_postgres_schema_until_migrated(env):
+    with fresh_postgres_database(os.environ["OBEYA_TEST_POSTGRES_URL"]) as url:
+        env["OBEYA_DATABASE_URL"] = url
+        refused = run_obeya("serve", "--get", "/api/health", env=env)
+        assert refused.returncode == 2
+        assert "run: obeya migrate" in refused.stderr
+        assert run_obeya("migrate", env=env).returncode == 0
+        served = run_obeya("serve", "--get", "/api/health", env=env)
+        assert served.returncode == 0, served.stderr
+        assert json.loads(served.stdout)["database"] == "postgresql"
