@@ -157,7 +157,7 @@ def _ensure_people(system: Actor, password: str, echo: Callable[[str], None]) ->
 
 def _load_service(spec: DemoService, start_days_ago: int) -> None:
     clock = ManualClock(timezone.now() - timedelta(days=start_days_ago))
-    owner = Actor(user=core.get_user("alice"), channel="web", ip="127.0.0.1", clock=clock)
+    owner = Actor(user=core.get_user("alice"), channel="cli", clock=clock)
     catalog.create_service(
         owner,
         spec.slug,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -31,8 +33,8 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "OBEYA_DATA_DIR",
         "~/.local/share/obeya",
-        "Directory for the embedded SQLite database, the generated secret key, artifacts "
-        "and releases. Created on first start.",
+        "Directory for Obeya's own files: the embedded SQLite database, the generated "
+        "secret key and the demo password. Created on first start.",
     ),
     Setting(
         "OBEYA_DATABASE_URL",
@@ -72,7 +74,8 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "OBEYA_RUNNERS",
         "2",
-        "Number of embedded job runner threads started by `obeya serve` (0 for none).",
+        "Number of embedded job runner threads `obeya serve` starts (0 for none). "
+        "Job runners arrive with pipelines; until then this is only validated.",
     ),
     Setting(
         "OBEYA_URL",
@@ -115,7 +118,7 @@ def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
         }
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(
+        raise ImproperlyConfigured(
             f"OBEYA_DATABASE_URL: unsupported scheme {parts.scheme!r}; "
             "use postgresql://user:password@host:5432/name or leave it empty for SQLite"
         )
@@ -133,7 +136,7 @@ def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
     }
 
 
-def _secret_key(data_dir: Path, debug: bool) -> str:
+def _secret_key(data_dir: Path) -> str:
     configured = setting("OBEYA_SECRET_KEY")
     if configured:
         return configured
@@ -154,17 +157,24 @@ def _secret_key(data_dir: Path, debug: bool) -> str:
     return key
 
 
+def _whole_number(name: str) -> int:
+    raw = setting(name).strip() or "0"
+    if not raw.isdigit():
+        raise ImproperlyConfigured(f"{name} must be a whole number of 0 or more, not {raw!r}")
+    return int(raw)
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
 DATA_DIR = Path(setting("OBEYA_DATA_DIR")).expanduser().resolve()
 DEBUG = setting("OBEYA_DEBUG").lower() in _TRUE
-SECRET_KEY = _secret_key(DATA_DIR, DEBUG)
+SECRET_KEY = _secret_key(DATA_DIR)
 ALLOWED_HOSTS = _split(setting("OBEYA_ALLOWED_HOSTS"))
 CSRF_TRUSTED_ORIGINS = _split(setting("OBEYA_CSRF_TRUSTED_ORIGINS"))
 DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DIR)}
-OBEYA_RUNNERS = int(setting("OBEYA_RUNNERS") or 0)
+OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -172,7 +182,6 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.admin",
     "obeya.core",
     "obeya.catalog",
     "obeya.web",

@@ -1,6 +1,5 @@
-"""URL wiring: the API under /api/, the admin, and the web UI."""
+"""URL wiring: the API under /api/ and the web UI."""
 
-from django.contrib import admin
 from django.urls import include, path
 
 from obeya.api import build_api
@@ -9,6 +8,5 @@ api = build_api()
 
 urlpatterns = [
     path("api/", api.urls),
-    path("django-admin/", admin.site.urls),
     path("", include("obeya.web.urls")),
 ]

@@ -123,3 +123,25 @@ def test_serve_refuses_an_old_postgres_schema_until_migrated(env):
         served = run_obeya("serve", "--get", "/api/health", env=env)
         assert served.returncode == 0, served.stderr
         assert json.loads(served.stdout)["database"] == "postgresql"
+
+
+def test_setpassword_and_token_list(env):
+    run_obeya("createuser", "ops", "--password-stdin", env=env, stdin="a long enough password\n")
+    changed = run_obeya(
+        "setpassword", "ops", "--password-stdin", env=env, stdin="another long one 7\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+    weak = run_obeya("setpassword", "ops", "--password-stdin", env=env, stdin="abc\n")
+    assert weak.returncode == 2 and "too short" in weak.stderr
+    made = run_obeya("token", "create", "--user", "ops", "--name", "deploy-bot", env=env)
+    assert "token id " in made.stderr
+    listed = json.loads(run_obeya("token", "list", "--user", "ops", "--json", env=env).stdout)
+    assert [t["name"] for t in listed] == ["deploy-bot"]
+    assert made.stdout.strip() not in json.dumps(listed)
+
+
+def test_malformed_runner_count_names_the_setting(env):
+    env["OBEYA_RUNNERS"] = "abc"
+    result = run_obeya("config", env=env)
+    assert result.returncode == 2
+    assert "OBEYA_RUNNERS must be a whole number" in result.stderr

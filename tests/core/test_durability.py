@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from obeya.cli.local import check_sqlite_durability
@@ -43,5 +44,5 @@ def test_postgres_url_is_parsed(tmp_path):
         "obeya",
     )
     assert parsed["OPTIONS"] == {"sslmode": "require"}
-    with pytest.raises(ValueError, match="unsupported scheme"):
+    with pytest.raises(ImproperlyConfigured, match="unsupported scheme"):
         database_from_url("mysql://x/y", tmp_path)

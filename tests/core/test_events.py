@@ -18,9 +18,8 @@ def test_record_refuses_to_run_outside_a_transaction(alice):
 
 
 def test_kinds_are_dotted_nouns(alice):
-    with pytest.raises(ValueError, match="dotted"):
-        with transaction.atomic():
-            events.record(actor(alice), "Happened", "x:1")
+    with pytest.raises(ValueError, match="dotted"), transaction.atomic():
+        events.record(actor(alice), "Happened", "x:1")
 
 
 def test_events_cannot_be_changed_or_deleted(alice):
@@ -37,9 +36,12 @@ def test_events_cannot_be_changed_or_deleted(alice):
 def test_the_database_itself_refuses_updates(alice):
     with transaction.atomic():
         event = events.record(actor(alice), "thing.happened", "x:1")
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("UPDATE core_event SET kind = 'x.y' WHERE id = %s", [event.pk])
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE core_event SET kind = 'x.y' WHERE id = %s", [event.pk])
     event.refresh_from_db()
     assert event.kind == "thing.happened"
 
@@ -88,3 +90,14 @@ def test_events_api_filters_and_paginates(alice, api_for):
     assert oldest["actor"] == "alice"
     kinds = {e["kind"] for e in api.get("/events?kind=service.").body["items"]}
     assert kinds == {"service.created"}
+
+
+def test_bulk_delete_is_refused_and_actors_cannot_be_deleted(alice):
+    from django.db.models import ProtectedError
+
+    with transaction.atomic():
+        events.record(actor(alice), "thing.happened", "x:1")
+    with pytest.raises(TypeError):
+        Event.objects.all().delete()
+    with pytest.raises(ProtectedError):
+        alice.delete()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from obeya.cli.local import prepare_database, setup_django
-from obeya.cli.output import fail, print_table
+from obeya.cli.output import fail, print_json, print_table
 
 token_app = typer.Typer(help="Create or revoke API tokens on this server (admin verb).")
 
@@ -99,6 +99,26 @@ def createuser(
     typer.echo(f"created user {username}{' (administrator)' if admin else ''}")
 
 
+def setpassword(
+    username: Annotated[str, typer.Argument(help="Whose password.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set a user's password (admin verb)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    setup_django()
+    prepare_database()
+    from obeya.core import services
+    from obeya.core.actors import Actor
+
+    services.set_password(Actor(user=None, channel="cli"), services.get_user(username), password)
+    typer.echo(f"password of {username} changed")
+
+
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Option("--user", help="Whose token it is.")],
@@ -117,9 +137,53 @@ def token_create(
         Actor(user=None, channel="cli"), owner, name=name, scope=scope, days=days
     )
     typer.echo(
-        f"{token.scope} token for {owner.username}, expires {token.expires_at:%Y-%m-%d}:", err=True
+        f"token id {token.pk}: {token.scope} scope for {owner.username}, "
+        f"expires {token.expires_at:%Y-%m-%d}. Shown once:",
+        err=True,
     )
     typer.echo(plaintext)
+
+
+@token_app.command("list")
+def token_list(
+    user: Annotated[str, typer.Option("--user", help="Whose tokens.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List a user's tokens (never the secrets)."""
+    setup_django()
+    prepare_database()
+    from obeya.core import services
+    from obeya.core.actors import Actor
+
+    tokens = services.list_tokens(Actor(user=None, channel="cli"), services.get_user(user))
+    rows = [
+        {
+            "id": t.pk,
+            "name": t.name,
+            "prefix": t.prefix,
+            "scope": t.scope,
+            "expires_at": t.expires_at.isoformat(),
+            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+        }
+        for t in tokens
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        ("id", "name", "token", "scope", "expires", "revoked"),
+        [
+            (
+                r["id"],
+                r["name"],
+                f"{r['prefix']}…",
+                r["scope"],
+                str(r["expires_at"])[:10],
+                str(r["revoked_at"] or "")[:10],
+            )
+            for r in rows
+        ],
+    )
 
 
 @token_app.command("revoke")
@@ -136,6 +200,7 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id.")
 
 def config() -> None:
     """Show every OBEYA_* setting with its value in force (secrets hidden)."""
+    setup_django()
     from obeya.settings import OBEYA_SETTINGS
 
     rows = []

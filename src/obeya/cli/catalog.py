@@ -45,7 +45,8 @@ def _show(service: dict[str, Any]) -> None:
         "customers",
     ):
         if service.get(key):
-            typer.echo(f"  {key.replace('_', ' ')}: {service[key]}")
+            text = str(service[key]).replace("\n", "\n    ")
+            typer.echo(f"  {key.replace('_', ' ')}: {text}")
     typer.echo("team:")
     for member in service["members"] or []:
         typer.echo(f"  {member['username']:<20} {member['role']}")

@@ -11,10 +11,11 @@ def setup_django() -> None:
     """Configure Django once, on first use: nothing is built at import time."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "obeya.settings")
     import django
+    from django.core.exceptions import ImproperlyConfigured
 
     try:
         django.setup()
-    except ValueError as error:  # a malformed OBEYA_* setting
+    except ImproperlyConfigured as error:  # a malformed OBEYA_* setting
         fail(str(error))
 
 

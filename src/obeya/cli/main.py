@@ -41,6 +41,7 @@ def main(
 app.command("serve")(admin.serve)
 app.command("migrate")(admin.migrate_command)
 app.command("createuser")(admin.createuser)
+app.command("setpassword")(admin.setpassword)
 app.command("config")(admin.config)
 app.add_typer(admin.token_app, name="token")
 app.command("login")(session.login)

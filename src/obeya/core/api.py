@@ -168,8 +168,9 @@ def _token(token: ApiToken) -> dict[str, Any]:
 
 @router.get("/tokens", response=list[TokenOut], summary="Your API tokens")
 @paginate(LimitOffsetPagination)
-def list_tokens(request: HttpRequest) -> Any:
-    return [_token(t) for t in services.list_tokens(_me(request)).select_related("user")]
+def list_tokens(request: HttpRequest, username: str | None = None) -> Any:
+    owner = services.get_user(username) if username else _me(request)
+    return [_token(t) for t in services.list_tokens(actor_for_request(request, "api"), owner)]
 
 
 @router.post("/tokens", response={201: TokenCreated}, summary="Create an API token")

@@ -6,8 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from ninja.security import HttpBearer
-from ninja.security.base import AuthBase
+from ninja.security import APIKeyCookie, HttpBearer
 
 from obeya.core import services
 from obeya.core.errors import PermissionDenied
@@ -33,12 +32,18 @@ class TokenAuth(HttpBearer):
         return api_token
 
 
-class SessionAuth(AuthBase):
+class SessionAuth(APIKeyCookie):
     """The signed-in browser session; changes also need the CSRF token (403 without it)."""
 
-    openapi_type = "apiKey"
+    param_name = "sessionid"
 
-    def __call__(self, request: HttpRequest) -> Any:
+    def __init__(self) -> None:
+        super().__init__(csrf=False)  # checked below, after we know a session exists
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        return request.COOKIES.get(self.param_name)
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> Any:
         user = getattr(request, "user", None)
         if user is None or not user.is_authenticated:
             return None

@@ -44,13 +44,17 @@ class EventQuerySet(models.QuerySet["Event"]):
     def update(self, **kwargs: Any) -> int:
         raise TypeError("events are append-only: record a new event instead of updating one")
 
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("events are append-only and cannot be deleted")
+
 
 class Event(models.Model):
     """One remembered state change. Append-only: the spine of timelines, audit and metrics."""
 
     at = models.DateTimeField(db_index=True)
+    # PROTECT: a person who acted is deactivated, never deleted, so the trail stays whole.
     actor = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        User, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_name = models.CharField(max_length=150)
     channel = models.CharField(max_length=16)

@@ -73,10 +73,7 @@ def create_user(
             field="username",
         )
     if check_password_strength:
-        try:
-            validate_password(password)
-        except ValidationError as error:
-            raise InvalidInput(" ".join(error.messages), field="password") from None
+        _check_strength(password)
     try:
         with transaction.atomic():
             user = User(username=username, email=email, is_superuser=is_admin, is_staff=is_admin)
@@ -90,9 +87,23 @@ def create_user(
     return user
 
 
-def set_password(actor: Actor, user: User, password: str) -> None:
-    if actor.user != user:
+def _check_strength(password: str, user: User | None = None) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidInput(" ".join(error.messages), field="password") from None
+
+
+def set_password(
+    actor: Actor, user: User, password: str, *, current_password: str | None = None
+) -> None:
+    """Change a password: your own (proving the current one) or, as an admin, anyone's."""
+    if actor.user == user and current_password is not None:
+        if not user.check_password(current_password):
+            raise InvalidInput("the current password is wrong", field="current_password")
+    elif actor.user is not None or actor.channel not in {"cli", "system"}:
         _require_admin(actor, "change another user's password")
+    _check_strength(password, user)
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
@@ -164,8 +175,11 @@ def create_token(
     return token, plaintext
 
 
-def list_tokens(owner: User) -> QuerySet[ApiToken]:
-    return ApiToken.objects.filter(user=owner)
+def list_tokens(actor: Actor, owner: User) -> QuerySet[ApiToken]:
+    """``owner``'s tokens; only the owner or an administrator may list them."""
+    if actor.user != owner:
+        _require_admin(actor, "list another user's tokens")
+    return ApiToken.objects.filter(user=owner).select_related("user")
 
 
 def revoke_token(actor: Actor, token_id: int) -> ApiToken:

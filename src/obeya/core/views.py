@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -41,7 +42,7 @@ def _account(
         request,
         "core/account.html",
         {
-            "tokens": services.list_tokens(request.user),
+            "tokens": services.list_tokens(actor_for_request(request), request.user),
             "scopes": ApiToken.Scope.choices,
             "new_token": new_token,
             "values": values or {"name": "", "scope": "write", "days": "90"},
@@ -79,6 +80,29 @@ def token_create(request: HttpRequest) -> HttpResponse:
         return _account(request, error.status, values=values)
     messages.success(request, f"Token “{token.name}” created. Copy it now: it is shown only once.")
     return _account(request, new_token=plaintext)
+
+
+@login_required
+@require_POST
+def password_change(request: HttpRequest) -> HttpResponse:
+    assert isinstance(request.user, User)
+    new = request.POST.get("new_password", "")
+    if new != request.POST.get("confirm_password", ""):
+        messages.error(request, "The new password and its confirmation differ: type them again.")
+        return _account(request, 400)
+    try:
+        services.set_password(
+            actor_for_request(request),
+            request.user,
+            new,
+            current_password=request.POST.get("current_password", ""),
+        )
+    except ObeyaError as error:
+        messages.error(request, error.message)
+        return _account(request, error.status)
+    update_session_auth_hash(request, request.user)
+    messages.success(request, "Password changed.")
+    return redirect("/account/")
 
 
 @login_required
