@@ -1,0 +1,68 @@
+"""The user documentation keeps up with the code: every setting and every command is described."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+
+from obeya.cli.main import app
+from obeya.settings import OBEYA_SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def _text(path: Path) -> str:
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing"
+    return path.read_text(encoding="utf-8")
+
+
+def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every command and subcommand below ``command``, as "service member add".
+
+    Typer vendors its own click, so groups are found by their ``commands`` mapping rather
+    than by ``isinstance(..., click.Group)``.
+    """
+    for name, sub in getattr(command, "commands", {}).items():
+        path = (*prefix, name)
+        yield " ".join(path)
+        yield from _command_paths(sub, path)
+
+
+COMMANDS = sorted(_command_paths(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("name", [row.name for row in OBEYA_SETTINGS])
+def test_every_setting_is_documented_in_configuration(name: str) -> None:
+    text = _text(DOCS / "configuration.md")
+    assert f"| `{name}` |" in text, (
+        f"{name} is an OBEYA_* setting but docs/configuration.md has no row for it: "
+        "add one to its settings table"
+    )
+
+
+def test_the_cli_has_commands_to_document() -> None:
+    assert "serve" in COMMANDS
+    assert "service member add" in COMMANDS
+
+
+@pytest.mark.parametrize("path", COMMANDS)
+def test_every_command_is_documented_in_cli(path: str) -> None:
+    text = _text(DOCS / "cli.md")
+    assert f"obeya {path}" in text, (
+        f"`obeya {path}` exists but docs/cli.md does not mention it: add a section for it"
+    )
+
+
+@pytest.mark.parametrize("command", ["make run", "make test"])
+def test_readme_shows_how_to_try_and_test(command: str) -> None:
+    assert command in _text(ROOT / "README.md")
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md") if p.name != "index.md"))
+def test_every_page_is_listed_in_the_index(page: str) -> None:
+    assert f"({page})" in _text(DOCS / "index.md"), f"docs/index.md does not link to {page}"
