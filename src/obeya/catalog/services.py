@@ -91,21 +91,33 @@ def roles_of(user: User | None, service: Service) -> frozenset[Role]:
     return frozenset(Role(value) for value in values)
 
 
+def _read_only(actor: Actor) -> bool:
+    return actor.token is not None and actor.token.scope == ApiToken.Scope.READ
+
+
+def _require_write(actor: Actor) -> None:
+    if _read_only(actor):
+        raise PermissionDenied("this token has the read scope: use a write-scope token to change")
+
+
 def can(actor: Actor, service: Service, permission: Permission) -> bool:
-    """Whether ``actor`` may use ``permission`` on ``service`` (admins and the system may)."""
-    if actor.token is not None and actor.token.scope == ApiToken.Scope.READ:
+    """Whether ``actor`` may use ``permission`` on ``service``.
+
+    Administrators may do anything, and so may Obeya itself and the local admin CLI
+    (no user); a read-scope token may change nothing.
+    """
+    if _read_only(actor):
         return False
-    if actor.user is None or actor.is_admin:
-        return actor.user is not None or actor.channel in {"system", "cli"}
-    return allows(roles_of(actor.user, service), permission)
+    if actor.user is None:
+        return actor.channel in {"system", "cli"}
+    return actor.is_admin or allows(roles_of(actor.user, service), permission)
 
 
 def require(actor: Actor, service: Service, permission: Permission) -> None:
     """Raise PermissionDenied naming the roles that would allow ``permission``."""
     if can(actor, service, permission):
         return
-    if actor.token is not None and actor.token.scope == ApiToken.Scope.READ:
-        raise PermissionDenied("this token has the read scope: use a write-scope token to change")
+    _require_write(actor)
     needed = " or ".join(role.value for role in roles_for(permission))
     raise PermissionDenied(
         f'{actor.name} may not {permission.value} on "{service.slug}": it needs the role '
@@ -157,8 +169,7 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, str]:
 
 def create_service(actor: Actor, slug: str, name: str, **fields: Any) -> Service:
     """Register a service; its creator becomes its first Service Master."""
-    if actor.token is not None and actor.token.scope == ApiToken.Scope.READ:
-        raise PermissionDenied("this token has the read scope: use a write-scope token to change")
+    _require_write(actor)
     slug = (slug or "").strip()
     problem = slug_problem(slug)
     if problem:
