@@ -28,6 +28,8 @@ def test_a_service_is_registered_staffed_and_moved_with_each_change_on_its_timel
     expect(timeline).to_contain_text("alice created the service “Checkout” in stage strategy")
     expect(timeline).to_contain_text("alice gave alice the role service_master")
 
+    # The service page updates in place (htmx): this marker would vanish on a full reload.
+    page.evaluate("window.obeyaStayed = true")
     team = page.locator("#team")
     team.get_by_label("Person").fill(server.admin.username)
     team.get_by_label("Role").select_option("reliability_engineer")
@@ -48,6 +50,7 @@ def test_a_service_is_registered_staffed_and_moved_with_each_change_on_its_timel
         "alice moved the stage from strategy to marketing — “the market study is done”"
     )
     expect(timeline.locator("li")).to_have_count(4)
+    assert page.evaluate("window.obeyaStayed") is True
 
 
 def test_a_duplicate_slug_is_refused_on_the_page_and_the_form_keeps_what_was_typed(
@@ -96,7 +99,7 @@ def test_an_unknown_person_is_refused_on_the_service_page_and_the_form_keeps_wha
     team.get_by_label("Role").select_option("gatekeeper")
     team.get_by_role("button", name="Add to team").click()
 
-    expect(page.get_by_role("status")).to_contain_text('no user named "nobody-here"')
+    expect(team.get_by_role("alert")).to_contain_text('no user named "nobody-here"')
     expect(team.get_by_label("Person")).to_have_value("nobody-here")
     expect(team.get_by_label("Role")).to_have_value("gatekeeper")
     expect(page.locator("#timeline")).not_to_contain_text("nobody-here")

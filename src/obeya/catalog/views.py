@@ -124,7 +124,6 @@ def _after_change(
     """Redirect on success; on refusal show the page again with the message and the input."""
     if error is None:
         return redirect(f"/services/{slug}/{section}")
-    messages.error(request, error.message)
     try:
         service = services.get_service(slug)
     except ObeyaError as missing:
@@ -132,6 +131,8 @@ def _after_change(
     context = _page_context(request, service)
     context["edit"] = section == "#charter"
     context["values"] = {**context["values"], **(values or {})}
+    # Shown beside the refused form, not only at the top of a long page.
+    context["refused"] = {"section": section.lstrip("#"), "message": error.message}
     return render(request, "catalog/service_detail.html", context, status=error.status)
 
 
