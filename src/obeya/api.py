@@ -14,6 +14,8 @@ from obeya.catalog.api import router as catalog_router
 from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
 from obeya.core.errors import ObeyaError
+from obeya.pipelines.api import router as pipelines_router
+from obeya.pipelines.runner_api import router as runner_router
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ def build_api() -> NinjaAPI:
     )
     api.add_router("/", core_router)
     api.add_router("/", catalog_router)
+    api.add_router("/", pipelines_router)
+    api.add_router("/", runner_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

@@ -74,8 +74,14 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "OBEYA_RUNNERS",
         "2",
-        "Number of embedded job runner threads `obeya serve` starts (0 for none). "
-        "Job runners arrive with pipelines; until then this is only validated.",
+        "Number of embedded job runners `obeya serve` starts (0 for none). They run jobs "
+        "exactly like a remote `obeya runner`, over loopback HTTP.",
+    ),
+    Setting(
+        "OBEYA_LEASE_SECONDS",
+        "30",
+        "How long a runner holds a job without a heartbeat before the job counts as lost "
+        "and is retried. Runners heartbeat every third of it.",
     ),
     Setting(
         "OBEYA_URL",
@@ -175,6 +181,7 @@ ALLOWED_HOSTS = _split(setting("OBEYA_ALLOWED_HOSTS"))
 CSRF_TRUSTED_ORIGINS = _split(setting("OBEYA_CSRF_TRUSTED_ORIGINS"))
 DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DIR)}
 OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
+OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -184,6 +191,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "obeya.core",
     "obeya.catalog",
+    "obeya.pipelines",
     "obeya.web",
 ]
 

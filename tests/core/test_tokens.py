@@ -99,7 +99,8 @@ def _mutating_operations(api: Api) -> list[tuple[str, str]]:
     operations = []
     for path, methods in schema["paths"].items():
         for method in methods:
-            if method.upper() not in {"GET", "HEAD", "OPTIONS"}:
+            # The runner protocol takes runner tokens only; a user token is refused (401).
+            if method.upper() not in {"GET", "HEAD", "OPTIONS"} and "/runner/" not in path:
                 concrete = re.sub(r"\{[^}]+\}", "x1", path.removeprefix("/api"))
                 operations.append((method.upper(), concrete))
     return operations
@@ -113,6 +114,12 @@ def test_read_token_gets_403_on_every_mutating_route(alice, api_for):
         response = api.call(method, path, {})
         assert response.status_code == 403, (method, path, response.body)
         assert "read scope" in response.body["error"]["message"]
+
+
+def test_user_tokens_cannot_speak_the_runner_protocol(alice, api_for):
+    api = api_for(alice, "admin" if alice.is_superuser else "write")
+    response = api.post("/runner/jobs/claim", {"wait": 0})
+    assert response.status_code == 401
 
 
 def test_read_token_can_read(alice, api_for):

@@ -33,17 +33,42 @@ def serve(
     prepare_database()
     if get is not None:
         raise typer.Exit(_get_once(get))
+    from django.conf import settings
+
+    from obeya.pipelines import background
+
+    extras = background.start(host, port, settings.OBEYA_RUNNERS)
+    runners = settings.OBEYA_RUNNERS
+    typer.echo(
+        f"Obeya serving on http://{host}:{port}/ with {runners} embedded runner(s)"
+        "  (Ctrl+C to stop)"
+    )
+    try:
+        _serve(host, port)
+    finally:
+        extras.shutdown()
+
+
+def _serve(host: str, port: int) -> None:
     import uvicorn
 
-    typer.echo(f"Obeya serving on http://{host}:{port}/  (Ctrl+C to stop)")
-    uvicorn.run(
+    from obeya.pipelines import wakeup
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            wakeup.close()  # runners' long-polls answer now, so shutdown need not wait
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    config = uvicorn.Config(
         "obeya.asgi:application",
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
         proxy_headers=True,
+        timeout_graceful_shutdown=10,
     )
+    Server(config).run()
 
 
 def _get_once(path: str) -> int:

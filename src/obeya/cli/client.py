@@ -105,3 +105,24 @@ def get_all(path: str, params: dict[str, Any] | None = None, limit: int | None =
         offset += len(body["items"])
         if not body["items"] or offset >= body["count"] or (limit and len(items) >= limit):
             return items[:limit] if limit else items
+
+
+def read_log(job: int, offset: int, attempt: int | None) -> tuple[bytes, str, int]:
+    """(bytes from ``offset``, the job's status, the next offset) of a job's log."""
+    login = current_login()
+    try:
+        response = httpx.get(
+            f"{login.url}/api/jobs/{job}/log",
+            params={"offset": offset, **({"attempt": attempt} if attempt else {})},
+            headers={"Authorization": f"Bearer {login.token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as error:
+        fail(f"cannot reach {login.url}: {error}")
+    if response.status_code >= 400:
+        fail(_message(response))
+    return (
+        response.content,
+        response.headers.get("X-Obeya-Job-Status", ""),
+        int(response.headers.get("X-Obeya-Next-Offset", offset + len(response.content))),
+    )

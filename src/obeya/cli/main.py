@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import obeya
-from obeya.cli import admin, catalog, session
+from obeya.cli import admin, catalog, lint, pipelines, session
 from obeya.cli.output import CliError, error_line
 
 app = typer.Typer(
@@ -47,6 +47,13 @@ app.add_typer(admin.token_app, name="token")
 app.command("login")(session.login)
 app.command("events")(session.events)
 app.add_typer(catalog.app, name="service")
+app.add_typer(pipelines.pipeline_app, name="pipeline")
+app.add_typer(pipelines.andon_app, name="andon")
+app.add_typer(pipelines.secret_app, name="secret")
+app.add_typer(pipelines.runners_app, name="runners")
+app.command("logs")(pipelines.logs)
+app.command("runner")(pipelines.runner)
+app.command("lint")(lint.lint)
 
 
 @app.command("demo")

@@ -10,4 +10,5 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("obeya.core.urls")),
     path("", include("obeya.catalog.urls")),
+    path("", include("obeya.pipelines.urls")),
 ]

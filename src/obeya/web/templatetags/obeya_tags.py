@@ -62,3 +62,17 @@ def get_item(mapping: Any, key: str) -> Any:
         value = mapping.get(key)
         return "" if value is None else value
     return ""
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """``12.3`` -> "12.3 s", ``75`` -> "1 min 15 s", ``3700`` -> "1 h 1 min"."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

@@ -1,0 +1,278 @@
+"""`obeya pipeline …`, `obeya logs`, `obeya andon …`, `obeya secret …`: pipelines through the
+API; `obeya runner` (a job runner) and `obeya runners …` (register them on this server)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from obeya.cli import client
+from obeya.cli.output import fail, print_json, print_table
+
+pipeline_app = typer.Typer(help="Start, list and show pipeline runs.", no_args_is_help=True)
+andon_app = typer.Typer(help="Pull or reset a service's andon cord.", no_args_is_help=True)
+secret_app = typer.Typer(help="Write-only secrets for a service's jobs.", no_args_is_help=True)
+runners_app = typer.Typer(help="Register and list job runners (admin verbs).", no_args_is_help=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+FINISHED = {"succeeded", "failed", "canceled"}
+
+
+def _run_line(run: dict[str, Any]) -> tuple[Any, ...]:
+    duration = f"{run['duration_s']:.1f}s" if run.get("duration_s") is not None else ""
+    return (
+        run["number"],
+        run["status"],
+        run["branch"] or run["ref"],
+        run["sha"][:10],
+        run["message"].splitlines()[0][:50] if run["message"] else "",
+        duration,
+    )
+
+
+def _show_run(run: dict[str, Any]) -> None:
+    typer.echo(
+        f"run #{run['number']} of {run['service']}: {run['status']}  "
+        f"{run['branch'] or run['ref']} {run['sha'][:12]}  by {run['author_name']}"
+    )
+    if run["message"]:
+        typer.echo(f"  {run['message'].splitlines()[0]}")
+    for error in run["errors"]:
+        typer.echo(f"  {error}")
+    print_table(
+        ("job", "stage", "status", "attempt", "reason"),
+        [
+            (j["name"], j["stage"], j["status"], j["attempt"], j["failure_reason"])
+            for j in run["jobs"]
+        ],
+    )
+
+
+@pipeline_app.command("run")
+def run(
+    service: str,
+    ref: Annotated[str | None, typer.Option(help="Branch, tag or commit (default branch).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Start a run; with --wait, exit 0 if it succeeded and 1 if not."""
+    started = client.request("POST", f"/services/{service}/runs", json_body={"ref": ref})
+    if not wait:
+        print_json(started) if as_json else _show_run(started)
+        return
+    number = started["number"]
+    typer.echo(f"run #{number} started; waiting…", err=True)
+    current = started
+    while current["status"] not in FINISHED:
+        time.sleep(1)
+        current = client.request("GET", f"/services/{service}/runs/{number}")
+    print_json(current) if as_json else _show_run(current)
+    raise typer.Exit(0 if current["status"] == "succeeded" else 1)
+
+
+@pipeline_app.command("list")
+def list_runs(service: str, branch: str = "", limit: int = 20, as_json: JsonFlag = False) -> None:
+    """A service's runs, newest first."""
+    items = client.get_all(f"/services/{service}/runs", {"branch": branch}, limit=limit)
+    if as_json:
+        print_json(items)
+        return
+    print_table(
+        ("run", "status", "branch", "commit", "message", "took"),
+        [_run_line(item) for item in items],
+    )
+
+
+@pipeline_app.command("show")
+def show(service: str, number: int, as_json: JsonFlag = False) -> None:
+    """One run and its jobs."""
+    found = client.request("GET", f"/services/{service}/runs/{number}")
+    print_json(found) if as_json else _show_run(found)
+
+
+@pipeline_app.command("cancel")
+def cancel(service: str, number: int) -> None:
+    """Cancel a run."""
+    found = client.request("POST", f"/services/{service}/runs/{number}/cancel")
+    typer.echo(f"run #{number}: {found['status']}")
+
+
+@pipeline_app.command("retry")
+def retry(job: int) -> None:
+    """Retry a failed or canceled job (by job id)."""
+    found = client.request("POST", f"/jobs/{job}/retry")
+    typer.echo(f"job {job} ({found['name']}): {found['status']}")
+
+
+@pipeline_app.command("play")
+def play(job: int) -> None:
+    """Start a manual job (by job id)."""
+    found = client.request("POST", f"/jobs/{job}/play")
+    typer.echo(f"job {job} ({found['name']}): {found['status']}")
+
+
+def logs(
+    job: Annotated[int, typer.Argument(help="The job id (see `obeya pipeline show`).")],
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="Keep printing until the job ends.")
+    ] = False,
+    attempt: Annotated[
+        int | None, typer.Option(help="Which attempt (default: the latest).")
+    ] = None,
+) -> None:
+    """Print a job's log."""
+    offset = 0
+    while True:
+        data, status, offset = client.read_log(job, offset, attempt)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        if not follow or status not in {"created", "queued", "running", "manual"}:
+            return
+        time.sleep(0.5)
+
+
+@andon_app.command("pull")
+def andon_pull(
+    service: str, reason: Annotated[str, typer.Option(help="Why the line stops.")]
+) -> None:
+    """Stop the line for a service."""
+    state = client.request(
+        "POST", f"/services/{service}/andon", json_body={"action": "pull", "reason": reason}
+    )
+    typer.echo(f"andon of {service} pulled: {state['reason']}")
+
+
+@andon_app.command("reset")
+def andon_reset(
+    service: str, reason: Annotated[str, typer.Option(help="Why it may restart.")]
+) -> None:
+    """Restart the line (devops_engineer or service_master)."""
+    client.request(
+        "POST", f"/services/{service}/andon", json_body={"action": "reset", "reason": reason}
+    )
+    typer.echo(f"andon of {service} reset")
+
+
+@andon_app.command("show")
+def andon_show(service: str, as_json: JsonFlag = False) -> None:
+    """Whether the line is stopped, and why."""
+    state = client.request("GET", f"/services/{service}/andon")
+    if as_json:
+        print_json(state)
+    elif state["pulled"]:
+        typer.echo(f"PULLED by {state['pulled_by']} at {state['pulled_at']}: {state['reason']}")
+    else:
+        typer.echo("released: the line runs")
+
+
+@secret_app.command("set")
+def secret_set(
+    service: str,
+    name: str,
+    value_stdin: Annotated[
+        bool, typer.Option("--value-stdin", help="Read the value from stdin.")
+    ] = False,
+) -> None:
+    """Set a secret (the value is asked for, or read from stdin; never an argument)."""
+    value = sys.stdin.read().rstrip("\n") if value_stdin else typer.prompt("Value", hide_input=True)
+    client.request("PUT", f"/services/{service}/secrets/{name}", json_body={"value": value})
+    typer.echo(f"secret {name} of {service} set")
+
+
+@secret_app.command("list")
+def secret_list(service: str, as_json: JsonFlag = False) -> None:
+    """Secret names (values are never shown)."""
+    items = client.request("GET", f"/services/{service}/secrets")
+    print_json(items) if as_json else print_table(
+        ("name", "updated"), [(s["name"], s["updated_at"][:19]) for s in items]
+    )
+
+
+@secret_app.command("delete")
+def secret_delete(service: str, name: str) -> None:
+    """Delete a secret."""
+    client.request("DELETE", f"/services/{service}/secrets/{name}")
+    typer.echo(f"secret {name} of {service} deleted")
+
+
+def runner(
+    server: Annotated[str, typer.Option(help="The Obeya server URL.")],
+    token: Annotated[
+        str,
+        typer.Option(
+            help="The runner token from `obeya runners register`.", envvar="OBEYA_RUNNER_TOKEN"
+        ),
+    ],
+    labels: Annotated[str, typer.Option(help="Comma-separated labels this runner offers.")] = "",
+    concurrency: Annotated[int, typer.Option(help="Jobs run at the same time.")] = 1,
+    work_dir: Annotated[Path, typer.Option(help="Where job workspaces go.")] = Path("obeya-work"),
+) -> None:
+    """Run jobs for a server: pull, run, report. SIGTERM finishes running jobs first."""
+    import logging
+    import signal
+
+    from obeya.runner.client import ServerClient
+    from obeya.runner.main import RunnerLoop
+
+    if not 1 <= concurrency <= 64:
+        fail("--concurrency must be 1 to 64")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    declared = [label.strip() for label in labels.split(",") if label.strip()]
+    loop = RunnerLoop(ServerClient(server, token), work_dir.resolve(), concurrency, declared)
+    threads = loop.start()
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
+    typer.echo(f"runner polling {server} with {concurrency} worker(s), labels {declared}", err=True)
+    try:
+        while not loop.stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        loop.stop.set()
+    typer.echo("draining: running jobs finish, no new ones start", err=True)
+    loop.drain(threads)
+
+
+@runners_app.command("register")
+def runners_register(
+    name: str,
+    labels: Annotated[str, typer.Option(help="Comma-separated labels.")] = "",
+) -> None:
+    """Register a runner on this server; prints its token once, on the last line."""
+    from obeya.cli.local import prepare_database, setup_django
+
+    setup_django()
+    prepare_database()
+    from obeya.core.actors import Actor
+    from obeya.pipelines import services
+
+    made, token = services.register_runner(
+        Actor(user=None, channel="cli"), name, [x for x in labels.split(",") if x.strip()]
+    )
+    typer.echo(
+        f"runner {made.name} (id {made.pk}), labels {made.labels}. Token, shown once:", err=True
+    )
+    typer.echo(token)
+
+
+@runners_app.command("list")
+def runners_list(as_json: JsonFlag = False) -> None:
+    """Runners known to the server (through the API)."""
+    items = client.request("GET", "/runners")
+    if as_json:
+        print_json(items)
+        return
+    print_table(
+        ("name", "online", "labels", "jobs", "last seen"),
+        [
+            (
+                r["name"],
+                "yes" if r["online"] else "no",
+                ",".join(r["labels"]),
+                ",".join(map(str, r["current_jobs"])),
+                (r["last_seen_at"] or "")[:19],
+            )
+            for r in items
+        ],
+    )

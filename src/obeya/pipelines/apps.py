@@ -1,0 +1,53 @@
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class PipelinesConfig(AppConfig):
+    name = "obeya.pipelines"
+    label = "pipelines"
+    verbose_name = "Pipelines"
+
+    def ready(self) -> None:
+        from obeya.web import context
+        from obeya.web.templatetags import obeya_tags
+
+        context.NAVIGATION.insert(1, context.NavItem("Runners", "/runners/", "/runners"))
+        context.SERVICE_TABS.append(context.ServiceTab("Runs", "runs/"))
+        context.SERVICE_CONTEXT.append(_andon_context)
+        for kind, text in _EVENT_TEXT.items():
+            obeya_tags.register_describer(kind, text)
+
+
+def _andon_context(slug: str) -> dict[str, Any]:
+    from obeya.pipelines.models import Andon
+
+    return {"andon": Andon.objects.filter(service__slug=slug).first()}
+
+
+_EVENT_TEXT: dict[str, Any] = {
+    "run.created": lambda d: (
+        f"started run #{d.get('number')} of {d.get('branch') or 'a commit'}"
+        f" at {str(d.get('sha', ''))[:10]} ({d.get('trigger')})"
+    ),
+    "run.finished": lambda d: (
+        f"finished run #{d.get('number')}: {d.get('status')} in {d.get('duration_s')} s"
+    ),
+    "run.cancel_requested": lambda d: f"canceled run #{d.get('number')}",
+    "job.started": lambda d: (
+        f"started job {d.get('name')} of run #{d.get('run')}"
+        f" (attempt {d.get('attempt')}, runner {d.get('runner')})"
+    ),
+    "job.finished": lambda d: (
+        f"finished job {d.get('name')} of run #{d.get('run')}:"
+        f" {d.get('status')}" + (f" — {d['reason']}" if d.get("reason") else "")
+    ),
+    "job.retried": lambda d: f"retried job {d.get('name')}",
+    "job.played": lambda d: f"started the manual job {d.get('name')}",
+    "andon.pulled": lambda d: f"pulled the andon cord: {d.get('reason')}",
+    "andon.released": lambda d: f"released the andon cord: {d.get('reason')}",
+    "secret.set": lambda d: f"set the secret {d.get('name')}",
+    "secret.deleted": lambda d: f"deleted the secret {d.get('name')}",
+    "runner.registered": lambda d: f"registered the runner {d.get('name')}",
+    "pipeline.configured": lambda d: "changed the pipeline settings",
+}

@@ -1,0 +1,449 @@
+"""The runner protocol: claim a job under a lease, heartbeat, append logs, complete; reap.
+
+A runner holds a job only while its lease is fresh. Every call after the claim must carry
+the lease token: a runner that was presumed lost (and whose job went to someone else)
+cannot write to the job any more (RELIABILITY A3, A5).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from obeya.core import events
+from obeya.core.actors import Actor, system_actor
+from obeya.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from obeya.core.services import hash_token
+from obeya.pipelines import git, logic, runs, wakeup
+from obeya.pipelines.models import Job, JobAttempt, JobStatus, LogChunk, Runner, Secret
+
+RUNNER_TOKEN_PREFIX = "obeyar_"  # noqa: S105 (a label, not a secret)
+MAX_LOG_CHUNK = 1024 * 1024
+# "error": the runner could not run the script at all (checkout failed...): infrastructure.
+OUTCOMES = {"succeeded", "failed", "timed_out", "canceled", "error"}
+
+
+def lease_seconds() -> int:
+    return int(settings.OBEYA_LEASE_SECONDS)
+
+
+class StaleLease(Conflict):
+    """The lease token does not hold this job any more (expired and reaped, or reassigned)."""
+
+    code = "stale_lease"
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job
+    attempt: JobAttempt
+    lease_token: str
+    payload: dict[str, Any]
+
+
+# ---- runners -----------------------------------------------------------------------------
+
+
+def register_runner(
+    actor: Actor, name: str, labels: list[str], *, embedded: bool = False
+) -> tuple[Runner, str]:
+    """A new runner and its token (shown once). Only administrators register runners."""
+    if actor.user is not None and not actor.is_admin:
+        raise PermissionDenied("only an administrator may register runners")
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("a runner needs a name of 1-100 characters", field="name")
+    clean = sorted({label.strip() for label in labels if label.strip()})
+    token = RUNNER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            runner = Runner.objects.create(
+                name=name,
+                token_hash=hash_token(token),
+                prefix=token[:12],
+                labels=clean,
+                embedded=embedded,
+                created_at=actor.now(),
+            )
+            events.record(
+                actor,
+                "runner.registered",
+                f"runner:{runner.pk}",
+                {"name": name, "labels": clean, "embedded": embedded},
+            )
+    except IntegrityError:
+        raise Conflict(f'a runner named "{name}" already exists', field="name") from None
+    return runner, token
+
+
+def rotate_embedded_runner(name: str, labels: list[str]) -> str:
+    """The token for the embedded runners of this `obeya serve`, new at each start."""
+    token = RUNNER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    actor = system_actor()
+    with transaction.atomic():
+        runner, created = Runner.objects.get_or_create(
+            name=name,
+            defaults={
+                "token_hash": hash_token(token),
+                "prefix": token[:12],
+                "labels": labels,
+                "embedded": True,
+                "created_at": actor.now(),
+            },
+        )
+        if not created:
+            runner.token_hash, runner.prefix, runner.labels = hash_token(token), token[:12], labels
+            runner.save(update_fields=["token_hash", "prefix", "labels"])
+    return token
+
+
+def declare_labels(runner: Runner, labels: list[str]) -> Runner:
+    """A runner states its labels when it starts polling (`obeya runner --labels`)."""
+    clean = sorted({label.strip() for label in labels if label.strip()})
+    if clean != runner.labels:
+        runner.labels = clean
+        runner.save(update_fields=["labels"])
+    return runner
+
+
+def authenticate_runner(token: str) -> Runner:
+    runner = Runner.objects.filter(token_hash=hash_token(token)).first()
+    if runner is None:
+        raise Unauthenticated(
+            "unknown runner token: register the runner with `obeya runners register`"
+        )
+    return runner
+
+
+# ---- the lease protocol --------------------------------------------------------------------
+
+
+def _fits(job: Job, labels: set[str]) -> bool:
+    return set(job.spec.get("runs_on") or []) <= labels
+
+
+def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
+    """Give ``runner`` the oldest queued job it can run, under a fresh lease."""
+    actor = clock or system_actor()
+    now = actor.now()
+    Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+    if runner.paused:
+        return None
+    labels = set(runner.labels)
+    candidates = Job.objects.filter(status=JobStatus.QUEUED).order_by("queued_at", "id")
+    for job in candidates.select_related("run__service")[:100]:
+        if not _fits(job, labels):
+            continue
+        token = secrets.token_urlsafe(24)
+        with transaction.atomic():
+            taken = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+                status=JobStatus.RUNNING,
+                runner=runner,
+                lease_token=token,
+                lease_expires_at=now + timedelta(seconds=lease_seconds()),
+                attempt=F("attempt") + 1,
+                started_at=now,
+            )
+            if not taken:
+                continue  # another runner won this one
+            job.refresh_from_db()
+            attempt = JobAttempt.objects.create(
+                job=job, number=job.attempt, runner=runner, started_at=now
+            )
+            run = job.run
+            runs.advance(actor, run)
+            events.record(
+                actor,
+                "job.started",
+                f"job:{job.pk}",
+                {
+                    "name": job.name,
+                    "attempt": job.attempt,
+                    "runner": runner.name,
+                    "run": run.number,
+                },
+                service=run.service.slug,
+            )
+        return Claim(job, attempt, token, _payload(job, token))
+    return None
+
+
+def _payload(job: Job, lease_token: str) -> dict[str, Any]:
+    run = job.run
+    spec = job.spec
+    variables = dict(spec.get("variables", {}))
+    variables.update(
+        {
+            "CI": "true",
+            "OBEYA": "true",
+            "OBEYA_SERVICE": run.service.slug,
+            "OBEYA_RUN_NUMBER": str(run.number),
+            "OBEYA_JOB_ID": str(job.pk),
+            "OBEYA_JOB_NAME": job.name,
+            "OBEYA_JOB_ATTEMPT": str(job.attempt),
+            "OBEYA_COMMIT_SHA": run.sha,
+            "OBEYA_BRANCH": run.branch,
+            "OBEYA_COMMIT_MESSAGE": run.message,
+        }
+    )
+    return {
+        "id": job.pk,
+        "attempt": job.attempt,
+        "lease_token": lease_token,
+        "lease_seconds": lease_seconds(),
+        "name": job.name,
+        "service": run.service.slug,
+        "run": run.number,
+        "sha": run.sha,
+        "branch": run.branch,
+        "script": spec.get("script", []),
+        "timeout_seconds": spec.get("timeout_seconds", 3600),
+        "variables": variables,
+        "secrets": dict(Secret.objects.filter(service=run.service).values_list("name", "value")),
+        "artifacts": {"paths": spec.get("artifact_paths", [])},
+        "reports": {"junit": spec.get("junit", [])},
+        "source": f"/api/runner/jobs/{job.pk}/source",
+    }
+
+
+def _held(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Job:
+    """The job, locked, if ``lease_token`` still holds it; StaleLease otherwise."""
+    try:
+        job = Job.objects.select_for_update().select_related("run__service").get(pk=job_id)
+    except Job.DoesNotExist:
+        raise NotFound(f"no job with id {job_id}") from None
+    if (
+        job.status != JobStatus.RUNNING
+        or job.runner_id != runner.pk
+        or not secrets.compare_digest(job.lease_token, lease_token)
+    ):
+        raise StaleLease(
+            f"job {job_id}: this lease is no longer valid (the job was "
+            "reassigned or finished); stop working on it"
+        )
+    if job.lease_expires_at is not None and job.lease_expires_at < now:
+        raise StaleLease(f"job {job_id}: the lease expired at {job.lease_expires_at:%H:%M:%S}")
+    return job
+
+
+def heartbeat(
+    runner: Runner, job_id: int, lease_token: str, *, clock: Actor | None = None
+) -> tuple[datetime, bool]:
+    """Extend the lease; the answer says whether someone asked to cancel the job."""
+    now = (clock or system_actor()).now()
+    with transaction.atomic():
+        job = _held(runner, job_id, lease_token, now)
+        job.lease_expires_at = now + timedelta(seconds=lease_seconds())
+        job.save(update_fields=["lease_expires_at"])
+    Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+    return job.lease_expires_at, job.cancel_requested
+
+
+def _mask(data: bytes, secret_values: list[str]) -> bytes:
+    for value in secret_values:
+        if len(value) >= 4:
+            data = data.replace(value.encode(), b"[MASKED]")
+    return data
+
+
+def append_log(
+    runner: Runner,
+    job_id: int,
+    lease_token: str,
+    offset: int,
+    data: bytes,
+    *,
+    clock: Actor | None = None,
+) -> int:
+    """Append ``data`` at byte ``offset`` of the attempt's log; resending is harmless."""
+    if len(data) > MAX_LOG_CHUNK:
+        raise InvalidInput(f"a log chunk may hold at most {MAX_LOG_CHUNK} bytes", field="data")
+    now = (clock or system_actor()).now()
+    with transaction.atomic():
+        job = _held(runner, job_id, lease_token, now)
+        attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
+        size = attempt.log_size
+        if offset > size:
+            raise Conflict(
+                f"log offset {offset} is past the end ({size}): resend from {size}", field="offset"
+            )
+        fresh = data[size - offset :]
+        if fresh:
+            secret_values = list(
+                Secret.objects.filter(service=job.run.service).values_list("value", flat=True)
+            )
+            LogChunk.objects.create(attempt=attempt, offset=size, data=_mask(fresh, secret_values))
+            attempt.log_size = size + len(fresh)
+            attempt.save(update_fields=["log_size"])
+        return attempt.log_size
+
+
+def complete(
+    runner: Runner,
+    job_id: int,
+    lease_token: str,
+    outcome: str,
+    exit_code: int | None = None,
+    reason: str = "",
+    *,
+    clock: Actor | None = None,
+) -> Job:
+    """Record the runner's result; the job graph moves on."""
+    if outcome not in OUTCOMES:
+        raise InvalidInput(
+            f"unknown outcome {outcome!r}: use {', '.join(sorted(OUTCOMES))}", field="outcome"
+        )
+    actor = clock or system_actor()
+    with transaction.atomic():
+        job = _held(runner, job_id, lease_token, actor.now())
+        failure = {
+            "failed": "script_failure",
+            "timed_out": "timeout",
+            "canceled": "canceled",
+            "error": "infrastructure",
+        }.get(outcome, "")
+        _settle(actor, job, outcome, exit_code, failure, reason)
+    return job
+
+
+def _settle(
+    actor: Actor, job: Job, outcome: str, exit_code: int | None, failure: str, detail: str
+) -> None:
+    """End the current attempt; retry it, or finish the job; then move the run on."""
+    now = actor.now()
+    JobAttempt.objects.filter(job=job, number=job.attempt).update(
+        finished_at=now, outcome=outcome, exit_code=exit_code, reason=detail or failure
+    )
+    job.lease_token, job.lease_expires_at, job.exit_code = "", None, exit_code
+    if (
+        failure
+        and failure != "canceled"
+        and logic.should_retry(failure, job.attempt, job.retry_max, job.retry_when)
+    ):
+        job.status, job.queued_at, job.runner = JobStatus.QUEUED, now, None
+        wakeup.job_queued()
+        job.failure_reason = f"attempt {job.attempt}: {detail or failure}; retrying"
+    else:
+        if outcome == "succeeded":
+            job.status, job.failure_reason = JobStatus.SUCCEEDED, ""
+        elif outcome == "canceled":
+            job.status, job.failure_reason = JobStatus.CANCELED, "canceled"
+        else:
+            job.status = JobStatus.FAILED
+            job.failure_reason = _failure_text(job, failure, detail, exit_code)
+        job.finished_at = now
+    job.save()
+    if job.status != JobStatus.QUEUED:
+        started = job.started_at or now
+        events.record(
+            actor,
+            "job.finished",
+            f"job:{job.pk}",
+            {
+                "name": job.name,
+                "stage": job.stage,
+                "status": job.status,
+                "attempt": job.attempt,
+                "run": job.run.number,
+                "exit_code": exit_code,
+                "duration_s": round((now - started).total_seconds(), 3),
+                "reason": job.failure_reason,
+            },
+            service=job.run.service.slug,
+        )
+    runs.advance(actor, job.run)
+
+
+def _failure_text(job: Job, failure: str, detail: str, exit_code: int | None) -> str:
+    if failure in {"runner_lost", "infrastructure"}:
+        what = "the runner was lost" if failure == "runner_lost" else "infrastructure failed"
+        last = f" (last: {detail})" if detail else ""
+        return f"retry_limit: {what} {job.attempt} time(s){last}"
+    if failure == "timeout":
+        return f"timeout: ran longer than {job.spec.get('timeout_seconds')} s"
+    if failure == "script_failure":
+        return f"script_failure: exit code {exit_code}" + (f" ({detail})" if detail else "")
+    return detail or failure
+
+
+def reap(*, clock: Actor | None = None) -> int:
+    """Turn expired leases into lost attempts: retried within the limit, then failed."""
+    actor = clock or system_actor()
+    now = actor.now()
+    expired = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
+    count = 0
+    for job_id in list(expired.values_list("pk", flat=True)[:500]):
+        with transaction.atomic():
+            job = Job.objects.select_for_update().select_related("run__service").get(pk=job_id)
+            if (
+                job.status != JobStatus.RUNNING
+                or not job.lease_expires_at
+                or job.lease_expires_at >= now
+            ):
+                continue
+            if job.cancel_requested:
+                _settle(actor, job, "canceled", None, "canceled", "canceled; runner gone")
+            else:
+                _settle(
+                    actor,
+                    job,
+                    "lost",
+                    None,
+                    "runner_lost",
+                    f"runner lost: no heartbeat since lease expired at "
+                    f"{job.lease_expires_at:%H:%M:%S}",
+                )
+            count += 1
+    return count
+
+
+def source_bundle(runner: Runner, job_id: int, lease_token: str) -> Path:
+    """The git bundle of the job's commit (a path), for the runner's checkout."""
+    with transaction.atomic():
+        job = _held(runner, job_id, lease_token, system_actor().now())
+    mirror = runs.mirror_of(job.run.service)
+    return git.bundle(
+        mirror, job.run_id, Path(settings.DATA_DIR) / "bundles" / f"run-{job.run_id}.bundle"
+    )
+
+
+def log_bytes(job: Job, attempt: int | None = None, offset: int = 0) -> bytes:
+    """The stored log of an attempt (default: the latest) from ``offset``."""
+    number = attempt or job.attempt
+    chunks = LogChunk.objects.filter(
+        attempt__job=job, attempt__number=number, offset__gte=_chunk_start(job, number, offset)
+    )
+    data = b"".join(bytes(chunk.data) for chunk in chunks.order_by("offset"))
+    start = _chunk_start(job, number, offset)
+    return data[offset - start :]
+
+
+def _chunk_start(job: Job, number: int, offset: int) -> int:
+    first = (
+        LogChunk.objects.filter(attempt__job=job, attempt__number=number, offset__lte=offset)
+        .order_by("-offset")
+        .values_list("offset", flat=True)
+        .first()
+    )
+    return first or 0
+
+
+def is_online(runner: Runner, *, clock: Actor | None = None) -> bool:
+    """Seen within two leases: a runner long-polls or heartbeats far more often."""
+    if runner.last_seen_at is None:
+        return False
+    now = (clock or system_actor()).now()
+    return (now - runner.last_seen_at).total_seconds() < 2 * lease_seconds() + 30

@@ -1,0 +1,82 @@
+"""Rules of the job graph: when a job may start, and what a run's status is. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class Decision(StrEnum):
+    WAIT = "wait"
+    QUEUE = "queue"
+    MANUAL = "manual"
+    SKIP = "skip"
+
+
+# A job in one of these states will not change again by itself.
+FINAL = frozenset({"succeeded", "failed", "canceled", "skipped"})
+# States a run waits on before it can finish ("manual" jobs do not hold a run open).
+ACTIVE = frozenset({"created", "queued", "running", "waiting_approval"})
+JOB_TRANSITIONS: dict[str, frozenset[str]] = {
+    "created": frozenset({"queued", "manual", "skipped", "canceled", "waiting_approval"}),
+    "manual": frozenset({"queued", "canceled"}),
+    "waiting_approval": frozenset({"queued", "canceled", "failed"}),
+    "queued": frozenset({"running", "canceled"}),
+    "running": frozenset({"succeeded", "failed", "canceled", "queued"}),  # queued: lost, retried
+    "succeeded": frozenset(),
+    "failed": frozenset({"queued"}),  # a person retries it
+    "canceled": frozenset({"queued"}),
+    "skipped": frozenset(),
+}
+
+
+def can_move(current: str, target: str) -> bool:
+    return target in JOB_TRANSITIONS.get(current, frozenset())
+
+
+def decide(when: str, need_statuses: Iterable[str]) -> Decision:
+    """What a created job does next, given the statuses of the jobs it needs.
+
+    on_success (and manual) need every need to have succeeded; on_failure runs when a need
+    failed; always runs once its needs are done, whatever their result.
+    """
+    statuses = list(need_statuses)
+    if any(status not in FINAL for status in statuses):
+        return Decision.WAIT
+    if when == "always":
+        return Decision.QUEUE
+    if when == "on_failure":
+        return Decision.QUEUE if any(s == "failed" for s in statuses) else Decision.SKIP
+    if all(status == "succeeded" for status in statuses):
+        return Decision.MANUAL if when == "manual" else Decision.QUEUE
+    return Decision.SKIP
+
+
+def run_status(job_statuses: Iterable[str]) -> str:
+    """A run is running while a job is active; then failed, canceled or succeeded."""
+    statuses = list(job_statuses)
+    if not statuses:
+        return "failed"
+    if any(status in ACTIVE for status in statuses):
+        started = any(status not in {"created"} for status in statuses)
+        return "running" if started else "created"
+    if "failed" in statuses:
+        return "failed"
+    if "canceled" in statuses:
+        return "canceled"
+    return "succeeded"
+
+
+# A lost runner or a failed checkout is the machine's fault, not the change's: such a job
+# gets this many retries even when obeya.yml asks for fewer (Zuul stops after 3 attempts).
+INFRASTRUCTURE_RETRIES = 2
+
+
+def should_retry(reason: str, attempt: int, retry_max: int, retry_when: str) -> bool:
+    """Infrastructure failures retry by default; a script's own failure only with
+    ``retry: {when: always}`` (RELIABILITY A6). ``attempt`` is the one that just ended."""
+    if reason in {"runner_lost", "infrastructure"}:
+        return attempt <= max(retry_max, INFRASTRUCTURE_RETRIES)
+    return (
+        retry_when == "always" and reason in {"script_failure", "timeout"} and attempt <= retry_max
+    )

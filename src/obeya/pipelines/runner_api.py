@@ -1,0 +1,130 @@
+"""The HTTP side of the runner protocol, under /api/runner/. Runners authenticate with
+their own token (``Authorization: Bearer obeyar_…``) and name their lease in
+``X-Obeya-Lease`` on every call about a job they hold."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from django.http import FileResponse, HttpRequest
+from ninja import Header, Router, Schema, Status
+from ninja.security import HttpBearer
+
+from obeya.pipelines import leases, wakeup
+from obeya.pipelines.models import Runner
+
+router = Router(tags=["runner protocol"])
+MAX_WAIT_S = 30.0
+# A job queued by this process wakes its waiting runners at once; a job queued by another
+# server process is seen within one poll.
+POLL_INTERVAL_S = 0.5
+
+
+class RunnerAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> Runner:
+        runner = leases.authenticate_runner(token)
+        request.runner = runner  # type: ignore[attr-defined]
+        return runner
+
+
+def _runner(request: HttpRequest) -> Runner:
+    return request.runner  # type: ignore[attr-defined]
+
+
+class ClaimIn(Schema):
+    wait: float = 0
+    labels: list[str] | None = None
+
+
+class HeartbeatOut(Schema):
+    lease_expires_at: datetime
+    cancel_requested: bool
+
+
+class LogOut(Schema):
+    next_offset: int
+
+
+class CompleteIn(Schema):
+    outcome: str
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class CompleteOut(Schema):
+    status: str
+
+
+@router.post(
+    "/runner/jobs/claim",
+    auth=RunnerAuth(),
+    response={200: dict[str, Any], 204: None},
+    summary="Claim the next job (long-poll up to `wait` seconds)",
+)
+def claim(request: HttpRequest, payload: ClaimIn) -> Any:
+    runner = _runner(request)
+    if payload.labels is not None:
+        runner = leases.declare_labels(runner, payload.labels)
+    deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
+    while True:
+        leases.reap()
+        claimed = leases.claim(runner)
+        if claimed is not None:
+            return Status(200, claimed.payload)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or wakeup.closing.is_set():
+            return Status(204, None)
+        wakeup.wait(min(POLL_INTERVAL_S, remaining))
+
+
+@router.post(
+    "/runner/jobs/{job_id}/heartbeat",
+    auth=RunnerAuth(),
+    response=HeartbeatOut,
+    summary="Extend the lease; learn whether the job was canceled",
+)
+def heartbeat(
+    request: HttpRequest, job_id: int, x_obeya_lease: str = Header(...)
+) -> dict[str, Any]:
+    expires, cancel = leases.heartbeat(_runner(request), job_id, x_obeya_lease)
+    return {"lease_expires_at": expires, "cancel_requested": cancel}
+
+
+@router.post(
+    "/runner/jobs/{job_id}/log",
+    auth=RunnerAuth(),
+    response=LogOut,
+    summary="Append raw log bytes at `offset` (idempotent)",
+)
+def append_log(
+    request: HttpRequest, job_id: int, offset: int, x_obeya_lease: str = Header(...)
+) -> dict[str, int]:
+    size = leases.append_log(_runner(request), job_id, x_obeya_lease, offset, request.body)
+    return {"next_offset": size}
+
+
+@router.get(
+    "/runner/jobs/{job_id}/source",
+    auth=RunnerAuth(),
+    summary="A git bundle holding the job's commit",
+)
+def source(request: HttpRequest, job_id: int, x_obeya_lease: str = Header(...)) -> FileResponse:
+    path = leases.source_bundle(_runner(request), job_id, x_obeya_lease)
+    return FileResponse(path.open("rb"), content_type="application/octet-stream")
+
+
+@router.post(
+    "/runner/jobs/{job_id}/complete",
+    auth=RunnerAuth(),
+    response=CompleteOut,
+    summary="Report the job's result",
+)
+def complete(
+    request: HttpRequest, job_id: int, payload: CompleteIn, x_obeya_lease: str = Header(...)
+) -> dict[str, str]:
+    job = leases.complete(
+        _runner(request), job_id, x_obeya_lease, payload.outcome, payload.exit_code, payload.reason
+    )
+    return {"status": job.status}

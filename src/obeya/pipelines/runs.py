@@ -1,0 +1,332 @@
+"""Runs: start one for a commit, move its job graph forward, cancel, retry, play.
+
+Each use case is one transaction that records its events. Git work (fetching, reading
+obeya.yml) happens before the transaction, so no lock is held while the network is slow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max, QuerySet
+
+from obeya.catalog import services as catalog
+from obeya.catalog.models import Service
+from obeya.core import events
+from obeya.core.actors import Actor
+from obeya.core.errors import Conflict, InvalidInput, NotFound
+from obeya.core.roles import Permission
+from obeya.pipelines import andon, git, logic, spec, wakeup
+from obeya.pipelines.models import Job, JobStatus, Pipeline, Run, RunStatus
+
+SPEC_FILE = "obeya.yml"
+
+
+def pipeline_of(service: Service) -> Pipeline:
+    found, _ = Pipeline.objects.get_or_create(service=service)
+    return found
+
+
+def mirror_of(service: Service) -> Path:
+    return git.mirror_path(Path(settings.DATA_DIR), service.slug)
+
+
+def _planned_jobs(text: str, branch: str) -> list[dict[str, Any]]:
+    """The jobs to create for ``branch``, in order, from the obeya.yml text (may raise)."""
+    parsed = spec.parse_spec(text, SPEC_FILE)
+    return [
+        {
+            "name": job.name,
+            "stage": job.stage,
+            "stage_index": parsed.stages.index(job.stage),
+            "needs": list(job.effective_needs),
+            "retry_max": job.retry_max,
+            "retry_when": job.retry_when,
+            "spec": {
+                "script": list(job.script),
+                "runs_on": list(job.runs_on),
+                "variables": dict(job.variables),
+                "artifact_paths": list(job.artifact_paths),
+                "artifact_expire_seconds": job.artifact_expire_seconds,
+                "junit": list(job.junit_globs),
+                "timeout_seconds": job.timeout_seconds,
+                "when": job.when,
+                "environment": job.environment,
+            },
+        }
+        for job in spec.jobs_for_branch(parsed, branch)
+    ]
+
+
+def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str = "manual") -> Run:
+    """Start a run of ``ref`` (default: the service's default branch) from its obeya.yml."""
+    service = catalog.get_service(slug)
+    catalog.require(actor, service, Permission.RUN_PIPELINE)
+    pipeline = pipeline_of(service)
+    mirror = mirror_of(service)
+    git.sync(service.repository_url, mirror)
+    sha, branch = git.resolve(mirror, ref or pipeline.default_branch)
+    head = git.commit(mirror, sha)
+    text = git.read_file(mirror, sha, SPEC_FILE)
+    problems: list[str] = []
+    planned: list[dict[str, Any]] = []
+    if text is None:
+        problems = [
+            f"{SPEC_FILE}: not found at the root of commit {sha[:12]}: add one "
+            "(see docs/pipelines.md)"
+        ]
+    else:
+        try:
+            planned = _planned_jobs(text, branch)
+        except spec.SpecInvalid as invalid:
+            problems = [str(error) for error in invalid.errors]
+        if not problems and not planned:
+            problems = [f"{SPEC_FILE}: no job runs on branch {branch or sha[:12]} (see rules)"]
+    now = actor.now()
+    with transaction.atomic():
+        Pipeline.objects.select_for_update().get(pk=pipeline.pk)  # serialise run numbers
+        number = (Run.objects.filter(service=service).aggregate(n=Max("number"))["n"] or 0) + 1
+        run = Run.objects.create(
+            service=service,
+            number=number,
+            trigger=trigger,
+            triggered_by=actor.user,
+            ref=ref or pipeline.default_branch,
+            branch=branch,
+            sha=sha,
+            author_name=head.author_name,
+            author_email=head.author_email,
+            authored_at=head.authored_at,
+            committed_at=head.committed_at,
+            message=head.message,
+            spec_text=text or "",
+            errors=problems,
+            created_at=now,
+        )
+        for position, job in enumerate(planned):
+            Job.objects.create(run=run, position=position, **job)
+        events.record(
+            actor,
+            "run.created",
+            f"run:{run.pk}",
+            {
+                "number": number,
+                "sha": sha,
+                "branch": branch,
+                "trigger": trigger,
+            },
+            service=slug,
+        )
+        # Pinned before the run commits: a runner may claim its first job right after.
+        git.pin(mirror, run.pk, sha)
+        if problems:
+            _finish(actor, run, RunStatus.FAILED, pipeline.default_branch)
+        else:
+            advance(actor, run)
+    return run
+
+
+def advance(actor: Actor, run: Run) -> None:
+    """Queue, hold or skip every job whose needs are settled; finish the run when done.
+
+    Call inside the transaction that changed a job of ``run``.
+    """
+    jobs = list(Job.objects.select_for_update().filter(run=run).order_by("position"))
+    by_name = {job.name: job for job in jobs}
+    now = actor.now()
+    changed = True
+    while changed:  # a skip can settle the needs of later jobs
+        changed = False
+        for job in jobs:
+            if job.status != JobStatus.CREATED:
+                continue
+            decision = logic.decide(
+                job.spec.get("when", "on_success"), [by_name[name].status for name in job.needs]
+            )
+            if decision == logic.Decision.WAIT:
+                continue
+            job.status = {
+                logic.Decision.QUEUE: JobStatus.QUEUED,
+                logic.Decision.MANUAL: JobStatus.MANUAL,
+                logic.Decision.SKIP: JobStatus.SKIPPED,
+            }[decision]
+            if job.status == JobStatus.QUEUED:
+                job.queued_at = now
+                wakeup.job_queued()
+            job.save(update_fields=["status", "queued_at"])
+            changed = True
+    status = logic.run_status(job.status for job in jobs)
+    if status == run.status:
+        return
+    if status in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}:
+        _finish(actor, run, status, pipeline_of(run.service).default_branch)
+    else:
+        if status == RunStatus.RUNNING and run.started_at is None:
+            run.started_at = now
+        run.status = status
+        run.save(update_fields=["status", "started_at"])
+
+
+def _finish(actor: Actor, run: Run, status: str, default_branch: str) -> None:
+    run.status = status
+    run.finished_at = actor.now()
+    run.save(update_fields=["status", "finished_at"])
+    started = run.started_at or run.created_at
+    events.record(
+        actor,
+        "run.finished",
+        f"run:{run.pk}",
+        {
+            "number": run.number,
+            "status": status,
+            "sha": run.sha,
+            "branch": run.branch,
+            "duration_s": round((run.finished_at - started).total_seconds(), 3),
+        },
+        service=run.service.slug,
+    )
+    andon.on_run_finished(actor, run, default_branch)
+
+
+# ---- reading ---------------------------------------------------------------------------
+
+
+def list_runs(slug: str, branch: str = "") -> QuerySet[Run]:
+    runs = Run.objects.filter(service=catalog.get_service(slug)).select_related("service")
+    return runs.filter(branch=branch) if branch else runs
+
+
+def get_run(slug: str, number: int) -> Run:
+    try:
+        return Run.objects.select_related("service").get(service__slug=slug, number=number)
+    except Run.DoesNotExist:
+        raise NotFound(f'no run #{number} of "{slug}"', field="number") from None
+
+
+def get_job(job_id: int) -> Job:
+    try:
+        return Job.objects.select_related("run__service", "runner").get(pk=job_id)
+    except Job.DoesNotExist:
+        raise NotFound(f"no job with id {job_id}", field="job") from None
+
+
+def jobs_of(run: Run) -> QuerySet[Job]:
+    return Job.objects.filter(run=run).select_related("runner").order_by("position")
+
+
+# ---- people acting on runs ---------------------------------------------------------------
+
+
+def cancel_run(actor: Actor, slug: str, number: int) -> Run:
+    """Stop a run: waiting jobs end at once; running ones are told at their next heartbeat."""
+    run = get_run(slug, number)
+    catalog.require(actor, run.service, Permission.RUN_PIPELINE)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status not in {RunStatus.CREATED, RunStatus.RUNNING}:
+            raise Conflict(f"run #{number} is already {run.status}")
+        for job in Job.objects.select_for_update().filter(run=run):
+            if job.status in {
+                JobStatus.CREATED,
+                JobStatus.QUEUED,
+                JobStatus.MANUAL,
+                JobStatus.WAITING_APPROVAL,
+            }:
+                job.status, job.failure_reason = JobStatus.CANCELED, "canceled"
+                job.finished_at = actor.now()
+                job.save(update_fields=["status", "failure_reason", "finished_at"])
+            elif job.status == JobStatus.RUNNING:
+                job.cancel_requested = True
+                job.save(update_fields=["cancel_requested"])
+        events.record(
+            actor, "run.cancel_requested", f"run:{run.pk}", {"number": number}, service=slug
+        )
+        advance(actor, run)
+    return run
+
+
+def _person_job(actor: Actor, job_id: int) -> Job:
+    job = get_job(job_id)
+    catalog.require(actor, job.run.service, Permission.RUN_PIPELINE)
+    return job
+
+
+def retry_job(actor: Actor, job_id: int) -> Job:
+    """Run a failed or canceled job again as a new attempt; its run runs again."""
+    job = _person_job(actor, job_id)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status not in {JobStatus.FAILED, JobStatus.CANCELED}:
+            raise Conflict(
+                f"job {job.name} is {job.status}: only a failed or canceled job can be retried"
+            )
+        job.status, job.queued_at = JobStatus.QUEUED, actor.now()
+        wakeup.job_queued()
+        job.exit_code, job.failure_reason, job.finished_at = None, "", None
+        job.cancel_requested = False
+        job.save()
+        _reopen(actor, job)
+        events.record(
+            actor, "job.retried", f"job:{job.pk}", {"name": job.name}, service=job.run.service.slug
+        )
+    return job
+
+
+def play_job(actor: Actor, job_id: int) -> Job:
+    """Start a manual job."""
+    job = _person_job(actor, job_id)
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.MANUAL:
+            raise Conflict(f"job {job.name} is {job.status}, not waiting for a manual start")
+        job.status, job.queued_at = JobStatus.QUEUED, actor.now()
+        wakeup.job_queued()
+        job.save(update_fields=["status", "queued_at"])
+        _reopen(actor, job)
+        events.record(
+            actor, "job.played", f"job:{job.pk}", {"name": job.name}, service=job.run.service.slug
+        )
+    return job
+
+
+def _reopen(actor: Actor, job: Job) -> None:
+    """A finished run with a job queued again is running again; its dependents wait anew."""
+    run = Run.objects.select_for_update().get(pk=job.run_id)
+    for dependent in Job.objects.filter(run=run, status=JobStatus.SKIPPED):
+        if job.name in dependent.needs:
+            dependent.status = JobStatus.CREATED
+            dependent.save(update_fields=["status"])
+    run.status, run.finished_at = RunStatus.RUNNING, None
+    run.save(update_fields=["status", "finished_at"])
+
+
+def set_pipeline(
+    actor: Actor,
+    slug: str,
+    *,
+    default_branch: str | None = None,
+    poll_interval_s: int | None = None,
+) -> Pipeline:
+    service = catalog.get_service(slug)
+    catalog.require(actor, service, Permission.CONFIGURE_ENVIRONMENTS)
+    with transaction.atomic():
+        pipeline = Pipeline.objects.select_for_update().get(pk=pipeline_of(service).pk)
+        changes: dict[str, Any] = {}
+        if default_branch is not None:
+            if not default_branch.strip() or default_branch.startswith("-"):
+                raise InvalidInput("the default branch needs a name", field="default_branch")
+            changes["default_branch"] = default_branch.strip()
+        if poll_interval_s is not None:
+            if poll_interval_s != 0 and not 10 <= poll_interval_s <= 86400:
+                raise InvalidInput(
+                    "poll interval: 0 (off) or 10 to 86400 seconds", field="poll_interval_s"
+                )
+            changes["poll_interval_s"] = poll_interval_s
+        for key, value in changes.items():
+            setattr(pipeline, key, value)
+        pipeline.save()
+        events.record(actor, "pipeline.configured", f"service:{slug}", changes, service=slug)
+    return pipeline

@@ -1,0 +1,128 @@
+"""The runner's side of the HTTP protocol (see obeya/pipelines/runner_api.py on the server).
+
+Standard library and httpx only: a runner machine needs no Django and no database access.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API = "/api/runner"
+
+
+class ProtocolError(Exception):
+    """The server refused a call; the message is the server's own sentence."""
+
+
+class LeaseLost(ProtocolError):
+    """Our lease on the job is gone (expired and reaped, or canceled): stop working on it."""
+
+
+class OffsetMismatch(ProtocolError):
+    def __init__(self, message: str, expected: int | None) -> None:
+        super().__init__(message)
+        self.expected = expected
+
+
+def _error(response: httpx.Response) -> ProtocolError:
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    message = str(error.get("message") or f"HTTP {response.status_code}")
+    if error.get("code") == "stale_lease":
+        return LeaseLost(message)
+    if response.status_code == 409 and error.get("field") == "offset":
+        digits = message.rsplit("resend from ", 1)[-1]
+        return OffsetMismatch(message, int(digits) if digits.isdigit() else None)
+    return ProtocolError(f"{response.status_code}: {message}")
+
+
+@dataclass
+class ServerClient:
+    """Calls to one Obeya server with one runner token; transient failures are retried."""
+
+    url: str
+    token: str
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        self._http = httpx.Client(
+            base_url=self.url.rstrip("/"),
+            headers={"Authorization": f"Bearer {self.token}", "User-Agent": "obeya-runner"},
+            timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(
+        self, method: str, path: str, *, lease: str | None = None, attempts: int = 5, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {"X-Obeya-Lease": lease} if lease else {}
+        delay = 0.2
+        for attempt in range(attempts):
+            try:
+                response = self._http.request(method, API + path, headers=headers, **kwargs)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if response.status_code >= 500 and attempt < attempts - 1:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if response.status_code >= 400:
+                raise _error(response)
+            return response
+        raise ProtocolError("unreachable")  # the loop always returns or raises
+
+    def claim(self, wait_s: float, labels: list[str] | None = None) -> dict[str, Any] | None:
+        body: dict[str, Any] = {"wait": wait_s}
+        if labels is not None:
+            body["labels"] = labels
+        response = self._call("POST", "/jobs/claim", json=body, attempts=1, timeout=wait_s + 30)
+        if response.status_code == 204:
+            return None
+        job: dict[str, Any] = response.json()
+        return job
+
+    def heartbeat(self, job_id: int, lease: str) -> bool:
+        """Extends the lease; True when the job was canceled."""
+        body = self._call("POST", f"/jobs/{job_id}/heartbeat", lease=lease).json()
+        return bool(body["cancel_requested"])
+
+    def append_log(self, job_id: int, lease: str, offset: int, data: bytes) -> int:
+        response = self._call(
+            "POST", f"/jobs/{job_id}/log", lease=lease, params={"offset": offset}, content=data
+        )
+        return int(response.json()["next_offset"])
+
+    def download_source(self, job_id: int, lease: str, dest: Path) -> Path:
+        headers = {"X-Obeya-Lease": lease}
+        with self._http.stream("GET", f"{API}/jobs/{job_id}/source", headers=headers) as reply:
+            if reply.status_code >= 400:
+                reply.read()
+                raise _error(reply)
+            with dest.open("wb") as handle:
+                for block in reply.iter_bytes(1 << 16):
+                    handle.write(block)
+        return dest
+
+    def complete(
+        self, job_id: int, lease: str, outcome: str, exit_code: int | None, reason: str
+    ) -> str:
+        body = self._call(
+            "POST",
+            f"/jobs/{job_id}/complete",
+            lease=lease,
+            json={"outcome": outcome, "exit_code": exit_code, "reason": reason},
+        ).json()
+        return str(body["status"])

@@ -1,0 +1,261 @@
+"""Run one job script in its own process group, stream its output, stop it cleanly.
+
+`run_script` writes the job's lines into a bash script outside the workspace, runs it in a
+new session (so the whole process tree shares one process group), and hands its merged
+stdout and stderr to `on_output` in chunks as they come. On timeout or cancel the group
+gets SIGTERM, a grace period, then SIGKILL. Processes the script leaves running in the
+background are stopped the same way once it ends, so a job never outlives itself.
+
+Limits: a process that starts its own session (`setsid`, a daemon) leaves the group and is
+not reached; nor is one running as another user (`sudo`). Containing those needs cgroups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Outcome = Literal["succeeded", "failed", "timed_out", "canceled"]
+
+DEFAULT_KILL_GRACE_S = 5.0
+MAX_CHUNK_BYTES = 64 * 1024
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_POLL_S = 0.02
+_IDLE_WAKE_S = 0.1  # how often an idle output reader checks whether it was told to stop
+_DRAIN_S = 1.0  # after the group is dead, how long to wait for the pipe to reach EOF
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """How a script run ended. `exit_code` is None when the runner stopped it."""
+
+    exit_code: int | None
+    outcome: Outcome
+    duration_s: float
+
+
+def run_script(
+    lines: Sequence[str],
+    *,
+    cwd: Path | str,
+    env: Mapping[str, str],
+    timeout_s: float,
+    on_output: Callable[[bytes], None],
+    cancel: threading.Event,
+    flush_interval_s: float = 0.25,
+    kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+    max_chunk_bytes: int = MAX_CHUNK_BYTES,
+    script_dir: Path | None = None,
+) -> ExecResult:
+    """Run `lines` as one bash script in `cwd` and report how it ended.
+
+    Each line is echoed as `$ <line>` and then run with `bash -e -o pipefail` semantics:
+    the first failing line ends the script. The lines share one shell, so `cd` and
+    variables carry over. Values reach the script only through `env` (see
+    `job_environment`), never as shell text.
+
+    `on_output` gets chunks of at most `max_chunk_bytes`, at least every
+    `flush_interval_s` while output is arriving, newline or not. It is called from a
+    reader thread, one call at a time; a slow consumer slows the job (the pipe fills)
+    rather than growing memory. If `on_output` raises, the job is stopped as if canceled
+    and the exception is re-raised once its processes are gone.
+
+    A process killed by a signal it did not get from us exits with 128 + the signal
+    number, as a shell reports it.
+    """
+    started = time.monotonic()
+    if cancel.is_set():
+        return ExecResult(exit_code=None, outcome="canceled", duration_s=0.0)
+    environment = job_environment(env)
+    script = _write_script(lines, script_dir)
+    try:
+        proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", str(script)],
+            cwd=cwd,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        reader = _OutputReader(proc.stdout.fileno(), on_output, flush_interval_s, max_chunk_bytes)
+        reader.start()
+        try:
+            stopped = _wait(proc.pid, started + timeout_s, cancel, reader)
+        finally:  # also when interrupted: the job never outlives this call
+            _stop_group(proc.pid, reader, kill_grace_s)
+            returncode = proc.wait()
+            reader.join(_DRAIN_S)
+            if reader.is_alive():  # a process outside the group still holds the pipe
+                reader.stop.set()
+                reader.join()
+            proc.stdout.close()
+    finally:
+        script.unlink(missing_ok=True)
+    if reader.error is not None:
+        raise reader.error
+    duration = time.monotonic() - started
+    if stopped is not None:
+        return ExecResult(exit_code=None, outcome=stopped, duration_s=duration)
+    exit_code = returncode if returncode >= 0 else 128 - returncode
+    outcome: Outcome = "succeeded" if exit_code == 0 else "failed"
+    return ExecResult(exit_code=exit_code, outcome=outcome, duration_s=duration)
+
+
+def job_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a job runs with: a minimal base plus the job's own variables.
+
+    The runner's own environment is not inherited: it may hold the runner's token,
+    proxy credentials or other jobs' leftovers. Only PATH, HOME and LANG come from it, so
+    the tools installed for the runner's user are found; the job's `env` overrides them.
+    Names must be shell identifiers: bash turns names like `BASH_FUNC_ls%%` into
+    functions, which would let a variable's name run code.
+    """
+    base = {
+        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "HOME": os.environ.get("HOME") or tempfile.gettempdir(),
+        "LANG": os.environ.get("LANG") or "C.UTF-8",
+    }
+    for name, value in env.items():
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(
+                f"Variable name {name!r} is not a valid shell identifier: use letters, "
+                "digits and underscores, not starting with a digit."
+            )
+        if "\x00" in value:
+            raise ValueError(f"Variable {name} contains a NUL byte, which no process can see.")
+    return {**base, **env}
+
+
+def render_script(lines: Sequence[str]) -> str:
+    """The bash text for `lines`: each one echoed, then run by `eval` of a quoted literal.
+
+    The line is only ever a single-quoted word here (shlex.quote), so nothing in it can end
+    the echo or leak into the next line, and a line with an unclosed quote fails alone.
+    """
+    parts = ["# Written by the Obeya runner: each step is echoed, then evaluated.\n"]
+    for number, line in enumerate(lines, start=1):
+        if "\x00" in line:
+            raise ValueError(f"Script line {number} contains a NUL byte, which bash cannot run.")
+        literal = shlex.quote(line)
+        parts.append(f"printf '$ %s\\n' {literal}\neval {literal}\n")
+    return "".join(parts)
+
+
+def _write_script(lines: Sequence[str], script_dir: Path | None) -> Path:
+    """Write the script to a private temp file, outside the workspace the job can change."""
+    fd, name = tempfile.mkstemp(prefix="obeya-job-", suffix=".sh", dir=script_dir)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as script:
+        script.write(render_script(lines))
+    return Path(name)
+
+
+def _wait(
+    pid: int, deadline: float, cancel: threading.Event, reader: _OutputReader
+) -> Outcome | None:
+    """Wait for the script to end; return why we must stop it instead, if we must."""
+    while not _has_exited(pid):
+        if cancel.is_set() or reader.failed.is_set():
+            return "canceled"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timed_out"
+        cancel.wait(min(_POLL_S, remaining))
+    return None
+
+
+def _stop_group(pgid: int, reader: _OutputReader, grace_s: float) -> None:
+    """SIGTERM the group, give it `grace_s` to go, then SIGKILL whatever is left.
+
+    The leader is not reaped until this returns, so its pid (the group id) cannot be
+    reused by an unrelated process group while we are still signalling it.
+    """
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if _has_exited(pgid) and reader.done.is_set():
+            break
+        reader.done.wait(_POLL_S)
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    # Already gone, or only processes we may not signal (another user's) are left.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether our child `pid` has exited, leaving it unreaped (a zombie) if so."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+class _OutputReader(threading.Thread):
+    """Reads the job's pipe and hands it on in bounded, timely chunks."""
+
+    def __init__(
+        self,
+        fd: int,
+        on_output: Callable[[bytes], None],
+        flush_interval_s: float,
+        max_chunk_bytes: int,
+    ) -> None:
+        super().__init__(name="obeya-job-output", daemon=True)
+        self._fd = fd
+        self._on_output = on_output
+        self._interval = flush_interval_s
+        self._max = max_chunk_bytes
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.failed = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        pending = bytearray()
+        first_byte_at = 0.0
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._fd, selectors.EVENT_READ)
+            try:
+                while not self.stop.is_set():
+                    wait = _IDLE_WAKE_S
+                    if pending:
+                        wait = max(0.0, first_byte_at + self._interval - time.monotonic())
+                    if selector.select(min(wait, _IDLE_WAKE_S)):
+                        data = os.read(self._fd, self._max - len(pending))
+                        if not data:
+                            break
+                        if not pending:
+                            first_byte_at = time.monotonic()
+                        pending += data
+                    due = time.monotonic() - first_byte_at >= self._interval
+                    if pending and (len(pending) >= self._max or due):
+                        self._deliver(bytes(pending))
+                        pending.clear()
+            finally:
+                if pending:
+                    self._deliver(bytes(pending))
+                self.done.set()
+
+    def _deliver(self, chunk: bytes) -> None:
+        if self.error is not None:
+            return  # keep draining the pipe so the job is not blocked while it is stopped
+        try:
+            self._on_output(chunk)
+        except Exception as exc:
+            self.error = exc
+            self.failed.set()

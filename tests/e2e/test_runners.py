@@ -1,0 +1,161 @@
+"""Real processes: `obeya serve` plus `obeya runner`, a git repository, kill -9 mid-step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.pipelines.conftest import Repo
+from tests.processes import OBEYA, clean_env, obeya_server, run_obeya
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "a long enough password"
+
+SPEC = """\
+stages: [build, test]
+jobs:
+  build:
+    stage: build
+    runs_on: [remote]
+    script:
+      - echo "built $OBEYA_COMMIT_SHA"
+  slow:
+    stage: test
+    runs_on: [remote]
+    script:
+      - echo "before the kill"
+      - sleep 4
+      - echo "after the sleep"
+"""
+
+
+def _wait(predicate, timeout_s: float = 40.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path):
+    repo = Repo(tmp_path / "repo")
+    repo.commit({"obeya.yml": SPEC}, "first")
+    env = clean_env(tmp_path / "data", OBEYA_LEASE_SECONDS="3", OBEYA_RUNNERS="0")
+    run_obeya("createuser", "ann", "--admin", "--password-stdin", env=env, stdin=PASSWORD)
+    token = run_obeya("token", "create", "--user", "ann", env=env).stdout.strip().splitlines()[-1]
+    runner_token = run_obeya("runners", "register", "box", env=env).stdout.strip().splitlines()[-1]
+    with obeya_server(env) as url:
+        api = httpx.Client(base_url=f"{url}/api", headers={"Authorization": f"Bearer {token}"})
+        api.post(
+            "/services", json={"slug": "svc", "name": "Svc", "repository_url": str(repo.path)}
+        ).raise_for_status()
+        yield url, env, api, runner_token, tmp_path
+        api.close()
+
+
+def _start_runner(url, env, token, work: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            OBEYA,
+            "runner",
+            "--server",
+            url,
+            "--token",
+            token,
+            "--labels",
+            "remote",
+            "--work-dir",
+            str(work),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _job(api, name):
+    run = api.get("/services/svc/runs/1").json()
+    return next(job for job in run["jobs"] if job["name"] == name)
+
+
+def test_a_remote_runner_runs_the_pipeline(stack):
+    url, env, api, runner_token, tmp = stack
+    runner = _start_runner(url, env, runner_token, tmp / "work")
+    try:
+        started = api.post("/services/svc/runs", json={}).json()
+        assert started["number"] == 1
+        _wait(
+            lambda: api.get("/services/svc/runs/1").json()["status"] == "succeeded",
+            what="the run to succeed",
+        )
+        build = _job(api, "build")
+        log = api.get(f"/jobs/{build['id']}/log").text
+        assert f"built {started['sha']}" in log
+        runners = api.get("/runners").json()
+        assert runners[0]["name"] == "box" and runners[0]["online"]
+        assert runners[0]["labels"] == ["remote"]
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(20)
+
+
+def test_kill_9_of_a_runner_mid_step_loses_the_job_and_another_runner_retries_it(stack):
+    url, env, api, runner_token, tmp = stack
+    first = _start_runner(url, env, runner_token, tmp / "work1")
+    api.post("/services/svc/runs", json={}).raise_for_status()
+    slow = _wait(
+        lambda: (lambda j: j if j["status"] == "running" else None)(_job(api, "slow")),
+        what="the slow job to start",
+    )
+    _wait(
+        lambda: "before the kill" in api.get(f"/jobs/{slow['id']}/log").text,
+        what="the first line to be flushed",
+    )
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    second = _start_runner(url, env, runner_token, tmp / "work2")
+    try:
+        _wait(
+            lambda: api.get("/services/svc/runs/1").json()["status"] == "succeeded",
+            timeout_s=60,
+            what="the retried run to succeed",
+        )
+        job = api.get(f"/jobs/{slow['id']}").json()
+        assert job["attempt"] == 2
+        assert [a["outcome"] for a in job["attempts"]] == ["lost", "succeeded"]
+        first_log = api.get(f"/jobs/{slow['id']}/log", params={"attempt": 1}).text
+        assert "before the kill" in first_log and "after the sleep" not in first_log
+        events = api.get("/events", params={"kind": "job.", "limit": 50}).json()["items"]
+        assert any(e["kind"] == "job.started" and e["data"]["attempt"] == 2 for e in events)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+
+
+def test_the_cli_starts_a_run_and_waits(stack):
+    url, env, api, runner_token, tmp = stack
+    runner = _start_runner(url, env, runner_token, tmp / "work")
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    cli = {**env, "OBEYA_URL": url, "OBEYA_TOKEN": token}
+    try:
+        result = run_obeya("pipeline", "run", "svc", "--wait", "--json", env=cli, timeout=90)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["status"] == "succeeded"
+        logs = run_obeya("logs", str(json.loads(result.stdout)["jobs"][0]["id"]), env=cli)
+        assert "built" in logs.stdout
+        listed = run_obeya("pipeline", "list", "svc", env=cli)
+        assert "succeeded" in listed.stdout
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(20)

@@ -1,0 +1,125 @@
+"""The lease protocol: one holder per job, stale tokens refused, logs idempotent, reaping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from obeya.core.actors import Actor
+from obeya.core.clock import ManualClock
+from obeya.core.errors import InvalidInput
+from obeya.pipelines import leases, runs, secrets_store
+from obeya.pipelines.models import Job, JobAttempt
+from tests.conftest import SYSTEM, actor
+
+
+def later(seconds: float) -> Actor:
+    return Actor(user=None, clock=ManualClock(timezone.now() + timedelta(seconds=seconds)))
+
+
+def test_two_runners_never_hold_the_same_job(alice, service, runner):
+    other, _ = leases.register_runner(SYSTEM, "r2", [])
+    runs.create_run(actor(alice), "svc")
+    first = leases.claim(runner)
+    assert first is not None
+    assert leases.claim(other) is None  # the only queued job is taken
+
+
+def test_labels_decide_who_may_take_a_job(alice, service, repo):
+    repo.commit(
+        {"obeya.yml": "jobs:\n  gpu:\n    stage: build\n    script: [x]\n    runs_on: [gpu]\n"}
+    )
+    runs.create_run(actor(alice), "svc")
+    plain, _ = leases.register_runner(SYSTEM, "plain", ["linux"])
+    assert leases.claim(plain) is None
+    gpu, _ = leases.register_runner(SYSTEM, "gpu-box", ["gpu", "linux"])
+    assert leases.claim(gpu) is not None
+
+
+def test_a_stale_lease_token_is_refused_everywhere(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    for call in (
+        lambda: leases.heartbeat(runner, claim.job.pk, "forged"),
+        lambda: leases.append_log(runner, claim.job.pk, "forged", 0, b"x"),
+        lambda: leases.complete(runner, claim.job.pk, "forged", "succeeded", 0),
+    ):
+        with pytest.raises(leases.StaleLease):
+            call()
+
+
+def test_a_lost_runner_is_reaped_and_the_job_retried_then_failed(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    first = leases.claim(runner)
+    leases.append_log(runner, first.job.pk, first.lease_token, 0, b"line flushed before the kill\n")
+    assert leases.reap(clock=later(leases.lease_seconds() - 1)) == 0
+    assert leases.reap(clock=later(leases.lease_seconds() + 1)) == 1
+    job = Job.objects.get(pk=first.job.pk)
+    assert job.status == "queued" and job.attempt == 1
+    # The late runner comes back with its old token: refused.
+    with pytest.raises(leases.StaleLease):
+        leases.complete(runner, job.pk, first.lease_token, "succeeded", 0)
+    # The log of the lost attempt is kept.
+    assert leases.log_bytes(job, attempt=1) == b"line flushed before the kill\n"
+    for attempt in (2, 3):
+        claim = leases.claim(runner)
+        assert claim.job.attempt == attempt
+        leases.reap(clock=later(leases.lease_seconds() * attempt + 5))
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.failure_reason.startswith("retry_limit: the runner was lost 3 time(s)")
+    assert list(JobAttempt.objects.filter(job=job).values_list("outcome", flat=True)) == [
+        "lost",
+        "lost",
+        "lost",
+    ]
+
+
+def test_a_heartbeat_keeps_a_long_job_alive(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    for minute in range(1, 10):
+        leases.heartbeat(runner, claim.job.pk, claim.lease_token, clock=later(minute * 20))
+        assert leases.reap(clock=later(minute * 20 + 10)) == 0
+    assert Job.objects.get(pk=claim.job.pk).status == "running"
+
+
+def test_a_script_failure_is_not_retried_by_default(alice, service, finish):
+    runs.create_run(actor(alice), "svc")
+    job = finish("failed", 1)
+    assert job.status == "failed" and job.attempt == 1
+
+
+def test_log_appends_are_idempotent_by_offset(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    job, token = claim.job, claim.lease_token
+    assert leases.append_log(runner, job.pk, token, 0, b"hello ") == 6
+    assert leases.append_log(runner, job.pk, token, 0, b"hello ") == 6  # resent: no-op
+    assert leases.append_log(runner, job.pk, token, 3, b"lo world") == 11  # overlap
+    with pytest.raises(Exception, match="resend from 11"):
+        leases.append_log(runner, job.pk, token, 20, b"gap")
+    assert leases.log_bytes(job) == b"hello world"
+    assert leases.log_bytes(job, offset=6) == b"world"
+    with pytest.raises(InvalidInput):
+        leases.append_log(runner, job.pk, token, 11, b"x" * (leases.MAX_LOG_CHUNK + 1))
+
+
+def test_secrets_reach_the_job_and_are_masked_in_stored_logs(alice, service, runner):
+    secrets_store.set_secret(actor(alice), "svc", "API_TOKEN", "s3cr3t-value")
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    assert claim.payload["secrets"] == {"API_TOKEN": "s3cr3t-value"}
+    assert claim.payload["variables"]["OBEYA_COMMIT_SHA"] == claim.job.run.sha
+    leases.append_log(runner, claim.job.pk, claim.lease_token, 0, b"token=s3cr3t-value\n")
+    assert leases.log_bytes(claim.job) == b"token=[MASKED]\n"
+    assert "s3cr3t-value" not in str(list(secrets_store.secret_names("svc")))
+
+
+def test_complete_refuses_an_unknown_outcome(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    with pytest.raises(InvalidInput, match="unknown outcome"):
+        leases.complete(runner, claim.job.pk, claim.lease_token, "great")

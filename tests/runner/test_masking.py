@@ -1,0 +1,165 @@
+"""Secrets never reach the log: plain, encoded, or split across writes (RELIABILITY C1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from obeya.runner.masking import MASK, Masker
+
+# Chosen so every encoding differs from the plain value: '/', '+', ' ', '"', '\', non-ASCII.
+SECRET = 'p@ss w/rd+"é\\?>>'
+RAW = SECRET.encode()
+
+
+def stream(masker: Masker, chunks: Iterable[bytes]) -> bytes:
+    return b"".join(masker.feed(chunk) for chunk in chunks) + masker.flush()
+
+
+def forms() -> dict[str, bytes]:
+    return {
+        "plain": RAW,
+        "base64": base64.b64encode(RAW),
+        "base64-unpadded": base64.b64encode(RAW).rstrip(b"="),
+        "urlsafe-base64": base64.urlsafe_b64encode(RAW),
+        "urlsafe-base64-unpadded": base64.urlsafe_b64encode(RAW).rstrip(b"="),
+        "base64-of-echo": base64.b64encode(RAW + b"\n"),
+        "quote": quote(SECRET, safe="").encode(),
+        "quote-keep-slash": quote(SECRET).encode(),
+        "quote_plus": quote_plus(SECRET).encode(),
+        "quote-lowercase-hex": quote(SECRET, safe="").lower().encode(),
+        "json": json.dumps(SECRET)[1:-1].encode(),
+        "json-unicode": json.dumps(SECRET, ensure_ascii=False)[1:-1].encode(),
+    }
+
+
+def test_the_encoded_forms_really_differ() -> None:
+    assert len(set(forms().values())) == len(forms())
+
+
+@pytest.mark.parametrize("form", sorted(forms()))
+def test_each_form_is_masked_whole(form: str) -> None:
+    text = b"token=" + forms()[form] + b" done\n"
+    assert Masker([SECRET]).mask(text) == b"token=[MASKED] done\n"
+
+
+@pytest.mark.parametrize("form", sorted(forms()))
+def test_each_form_split_across_two_chunks_at_every_point(form: str) -> None:
+    text = b"a " + forms()[form] + b" b"
+    masker = Masker([SECRET])
+    for cut in range(len(text) + 1):
+        assert stream(masker, [text[:cut], text[cut:]]) == b"a [MASKED] b", cut
+
+
+def test_split_across_three_feeds_at_every_pair_of_points() -> None:
+    text = b"<" + RAW + b">"
+    masker = Masker([SECRET])
+    for first in range(len(text) + 1):
+        for second in range(first, len(text) + 1):
+            chunks = [text[:first], text[first:second], text[second:]]
+            assert stream(masker, chunks) == b"<[MASKED]>", (first, second)
+
+
+def test_one_byte_at_a_time() -> None:
+    text = b"x" + RAW + b"y" + base64.b64encode(RAW) + b"z"
+    masker = Masker([SECRET])
+    assert stream(masker, [text[i : i + 1] for i in range(len(text))]) == b"x[MASKED]y[MASKED]z"
+
+
+def test_overlapping_secrets_leave_no_fragment() -> None:
+    masker = Masker(["abcdef", "defghi"])
+    assert masker.mask(b"[abcdefghi]") == b"[[MASKED]]"
+    assert masker.mask(b"abcdef defghi") == b"[MASKED] [MASKED]"
+
+
+def test_a_secret_that_is_a_prefix_of_another() -> None:
+    masker = Masker(["pass1234", "pass1234-and-more"])
+    assert masker.mask(b"1 pass1234-and-more 2 pass1234 3") == b"1 [MASKED] 2 [MASKED] 3"
+    text = b"pass1234-and-more"
+    for cut in range(len(text) + 1):
+        assert stream(masker, [text[:cut], text[cut:]]) == b"[MASKED]"
+
+
+def test_repeated_and_adjacent_occurrences_become_one_mask() -> None:
+    assert Masker(["aaaa"]).mask(b"-aaaaaaaaaa-") == b"-[MASKED]-"
+    assert Masker(["abcd"]).mask(b"abcdabcd") == b"[MASKED]"
+
+
+def test_short_values_are_ignored() -> None:
+    masker = Masker(["", "a", "no", "yes", "four"])
+    assert masker.mask(b"a yes no four") == b"a yes no [MASKED]"
+
+
+def test_each_line_of_a_multiline_secret_is_masked() -> None:
+    key = "-----BEGIN KEY-----\nMIIEvQIBADANBg\n-----END KEY-----\n"
+    masker = Masker([key])
+    assert masker.mask(b"line: MIIEvQIBADANBg\n") == b"line: [MASKED]\n"
+    assert masker.mask(key.encode()) == b"[MASKED]"
+
+
+def test_no_secrets_passes_everything_through_at_once() -> None:
+    masker = Masker([])
+    assert masker.holds_back == 0
+    assert masker.feed(b"hello") == b"hello"
+    assert masker.flush() == b""
+
+
+def test_holds_back_no_more_than_the_longest_form_minus_one() -> None:
+    masker = Masker([SECRET])
+    text = b"x" * 1000
+    emitted = masker.feed(text)
+    assert emitted == text[: len(text) - masker.holds_back]
+    assert masker.holds_back == max(len(form) for form in forms().values()) - 1
+    assert masker.flush() == text[len(emitted) :]
+
+
+def test_held_back_utf8_comes_out_unchanged() -> None:
+    text = "héllo wörld ✓ ".encode() * 3
+    masker = Masker(["unrelated-secret"])
+    for cut in range(len(text) + 1):
+        assert stream(masker, [text[:cut], text[cut:]]) == text
+
+
+def test_mask_text_for_error_messages() -> None:
+    assert Masker([SECRET]).mask_text(f"bad token {SECRET}!") == "bad token [MASKED]!"
+
+
+# Secrets without upper-case letters or brackets cannot be spelled by "[MASKED]" itself.
+_ALPHABET = 'abc/+=% "\\é1\n'
+_secrets = st.lists(st.text(_ALPHABET, min_size=4, max_size=10), min_size=1, max_size=3)
+
+
+def _encode(secret: str, how: int) -> bytes:
+    raw = secret.encode()
+    return [raw, base64.b64encode(raw), quote(secret, safe="").encode()][how]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), secrets=_secrets)
+def test_any_chunking_masks_like_the_whole(data: st.DataObject, secrets: list[str]) -> None:
+    pieces = data.draw(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=8),
+                st.text(_ALPHABET, max_size=8).map(str.encode),
+                st.tuples(st.sampled_from(secrets), st.integers(0, 2)).map(lambda p: _encode(*p)),
+            ),
+            max_size=12,
+        )
+    )
+    whole = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
+    chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+    masker = Masker(secrets)
+    out = stream(masker, chunks)
+    assert out == masker.mask(whole)
+    for secret in secrets:
+        if len(secret) >= 4:
+            assert secret.encode() not in out
+    assert MASK in out or not any(s.encode() in whole for s in secrets)
