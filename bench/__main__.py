@@ -26,9 +26,21 @@ def main() -> int:
     import django
 
     django.setup()
-    from bench import catalog_api, event_log
+    from bench import (
+        catalog_api,
+        event_log,
+        pipelines_logs,
+        pipelines_overhead,
+        pipelines_pickup,
+    )
 
-    suites = {"event_log": event_log.run, "catalog_api": catalog_api.run}
+    suites = {
+        "event_log": event_log.run,
+        "catalog_api": catalog_api.run,
+        "pipelines_overhead": pipelines_overhead.run,
+        "pipelines_pickup": pipelines_pickup.run,
+        "pipelines_logs": pipelines_logs.run,
+    }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))
     if unknown:

@@ -15,6 +15,7 @@ from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
 from obeya.core.errors import ObeyaError
 from obeya.pipelines.api import router as pipelines_router
+from obeya.pipelines.hooks_api import router as hooks_router
 from obeya.pipelines.runner_api import router as runner_router
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def build_api() -> NinjaAPI:
     api.add_router("/", catalog_router)
     api.add_router("/", pipelines_router)
     api.add_router("/", runner_router)
+    api.add_router("/", hooks_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

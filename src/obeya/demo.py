@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+import obeya
 from obeya.catalog import services as catalog
 from obeya.core import services as core
 from obeya.core.actors import Actor
@@ -178,6 +180,67 @@ def _load_service(spec: DemoService, start_days_ago: int) -> None:
         catalog.move_stage(owner, spec.slug, stage, reason=f"ready for {stage}")
 
 
+EXAMPLE = Path(obeya.__file__).resolve().parents[2] / "examples" / "hello-service"
+SHOUT_PATCH = (
+    "hello/app.py",
+    'return f"Hello, {cleaned}!" if cleaned else "Hello, world!"',
+    'return f"HELLO, {cleaned.upper()}!" if cleaned else "HELLO, WORLD!"',
+)
+
+
+def _commit(repo: Path, message: str, who: str, when: str) -> None:
+    from obeya.pipelines.git import git
+
+    env_identity = ("-c", f"user.name={who.title()}", "-c", f"user.email={who}@example.com")
+    git(*env_identity, "add", "-A", cwd=repo)
+    git(*env_identity, "commit", "-q", "--date", when, "-m", message, cwd=repo)
+
+
+def _hello_repository(echo: Callable[[str], None]) -> Path | None:
+    """A git repository of examples/hello-service in the data dir, with a little history:
+    two commits on main and a branch whose change breaks a unit test."""
+    if not EXAMPLE.is_dir():
+        echo("  (examples/hello-service not found: the demo pipeline is skipped)")
+        return None
+    repo = Path(settings.DATA_DIR) / "demo-repos" / "hello-service"
+    if (repo / ".git").is_dir():
+        return repo
+    from obeya.pipelines.git import git
+
+    shutil.copytree(EXAMPLE, repo, ignore=shutil.ignore_patterns("__pycache__", "reports"))
+    git("init", "-q", "-b", "main", str(repo))
+    version = repo / "VERSION"
+    version.write_text("0.9.0\n")
+    _commit(repo, "Hello Service: greet by name, health check, pipeline", "bob", "3 days ago")
+    version.write_text("1.0.0\n")
+    _commit(repo, "Release 1.0.0", "alice", "1 day ago")
+    git("checkout", "-q", "-b", "feature/shout", cwd=repo)
+    path, old, new = SHOUT_PATCH
+    source = repo / path
+    source.write_text(source.read_text().replace(old, new))
+    _commit(repo, "Shout the greeting (breaks the unit tests)", "bob", "2 hours ago")
+    git("checkout", "-q", "main", cwd=repo)
+    return repo
+
+
+def _hello_pipeline(echo: Callable[[str], None]) -> None:
+    from obeya.pipelines import runs
+
+    if runs.list_runs("hello-service").exists():
+        return
+    repo = _hello_repository(echo)
+    if repo is None:
+        return
+    alice = Actor(user=core.get_user("alice"), channel="cli")
+    catalog.update_service(alice, "hello-service", repository_url=str(repo))
+    main = runs.create_run(alice, "hello-service", "main", trigger="demo")
+    shout = runs.create_run(alice, "hello-service", "feature/shout", trigger="demo")
+    echo(
+        f"  pipeline runs #{main.number} (main) and #{shout.number} (feature/shout) queued:"
+        " the embedded runners of `obeya serve` run them"
+    )
+
+
 def load(echo: Callable[[str], None] = print) -> Credentials:
     """Load the demo once; later calls only report the sign-in."""
     system = Actor(user=None, channel="cli")
@@ -190,4 +253,5 @@ def load(echo: Callable[[str], None] = print) -> Credentials:
         except NotFound:
             _load_service(spec, start_days_ago=90 - index * 15)
             echo(f"  service {spec.slug}")
+    _hello_pipeline(echo)
     return Credentials(ADMIN, password)

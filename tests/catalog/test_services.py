@@ -154,3 +154,26 @@ def test_unknown_field_and_too_long_values_are_refused(alice, svc):
 def test_a_new_service_cannot_start_retired(alice):
     with pytest.raises(InvalidInput, match="start retired"):
         catalog.create_service(actor(alice), "gone", "Gone", stage="retired")
+
+
+@pytest.mark.parametrize(
+    "url", ["--upload-pack=touch /tmp/x", "relative/path", "ftp://x/y", "https://a b/c", "a\nb"]
+)
+def test_repository_urls_must_be_git_urls(alice, svc, url):
+    with pytest.raises(InvalidInput, match="not a git URL"):
+        catalog.update_service(actor(alice), "payments", repository_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://git.example.com/team/pay.git",
+        "ssh://git@host/pay",
+        "git@host:team/pay.git",
+        "/srv/git/pay.git",
+        "file:///srv/git/pay.git",
+        "",
+    ],
+)
+def test_good_repository_urls(alice, svc, url):
+    catalog.update_service(actor(alice), "payments", repository_url=url)

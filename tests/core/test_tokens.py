@@ -100,7 +100,11 @@ def _mutating_operations(api: Api) -> list[tuple[str, str]]:
     for path, methods in schema["paths"].items():
         for method in methods:
             # The runner protocol takes runner tokens only; a user token is refused (401).
-            if method.upper() not in {"GET", "HEAD", "OPTIONS"} and "/runner/" not in path:
+            if (
+                method.upper() not in {"GET", "HEAD", "OPTIONS"}
+                and "/runner/" not in path
+                and "/hooks/" not in path
+            ):
                 concrete = re.sub(r"\{[^}]+\}", "x1", path.removeprefix("/api"))
                 operations.append((method.upper(), concrete))
     return operations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -26,6 +27,10 @@ jobs:
     runs_on: [remote]
     script:
       - echo "built $OBEYA_COMMIT_SHA"
+      - mkdir -p dist reports && echo "$OBEYA_COMMIT_SHA" > dist/VERSION
+      - printf '<testsuite name="u"><testcase name="test_ok"/></testsuite>' > reports/u.xml
+    artifacts: {paths: [dist/]}
+    reports: {junit: reports/*.xml}
   slow:
     stage: test
     runs_on: [remote]
@@ -102,6 +107,12 @@ def test_a_remote_runner_runs_the_pipeline(stack):
         build = _job(api, "build")
         log = api.get(f"/jobs/{build['id']}/log").text
         assert f"built {started['sha']}" in log
+        stored = api.get(f"/jobs/{build['id']}/artifacts").json()
+        assert stored[0]["paths"] == ["dist/VERSION"]
+        blob = api.get(f"/jobs/{build['id']}/artifacts/artifacts")
+        assert hashlib.sha256(blob.content).hexdigest() == stored[0]["sha256"]
+        tests = api.get("/services/svc/runs/1/tests").json()
+        assert (tests["total"], tests["passed"]) == (1, 1)
         runners = api.get("/runners").json()
         assert runners[0]["name"] == "box" and runners[0]["online"]
         assert runners[0]["labels"] == ["remote"]

@@ -74,7 +74,7 @@ def service(alice, repo: Repo):
 
 
 @pytest.fixture
-def runner():
+def runner(db):
     made, _ = leases.register_runner(SYSTEM, "r1", ["linux"])
     return made
 

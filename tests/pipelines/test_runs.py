@@ -187,3 +187,14 @@ def test_the_run_commit_survives_a_force_push(alice, service, repo, finish):
     bundle = leases.source_bundle(claim.job.runner, claim.job.pk, claim.lease_token)
     listed = run_git(repo.path, "bundle", "list-heads", str(bundle))
     assert old in listed
+
+
+def test_a_job_whose_needs_did_not_succeed_cannot_be_retried(alice, service, runner):
+    run = runs.create_run(actor(alice), "svc")
+    runs.cancel_run(actor(alice), "svc", run.number)
+    unit = Job.objects.get(run=run, name="unit")
+    with pytest.raises(Conflict, match="needs build"):
+        runs.retry_job(actor(alice), unit.pk)
+    build = Job.objects.get(run=run, name="build")
+    runs.retry_job(actor(alice), build.pk)
+    assert Job.objects.get(pk=unit.pk).status == "canceled"

@@ -62,6 +62,21 @@ def slug_problem(slug: str) -> str | None:
     return None
 
 
+_REPOSITORY = re.compile(r"^(https?|ssh|git|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$|^/\S*$")
+
+
+def repository_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a service's git repository, or None (empty means none yet)."""
+    if not url:
+        return None
+    if url.startswith("-") or any(ord(c) < 32 for c in url) or not _REPOSITORY.match(url):
+        return (
+            f"repository {url!r} is not a git URL: use https://host/path.git, "
+            "ssh://host/path, user@host:path or an absolute path on the server"
+        )
+    return None
+
+
 def parse_stage(value: str) -> Stage:
     try:
         return Stage(value)

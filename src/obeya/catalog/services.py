@@ -18,6 +18,7 @@ from obeya.catalog.logic import (
     TRANSITIONS,
     Stage,
     parse_stage,
+    repository_problem,
     slug_problem,
     transition_problem,
 )
@@ -164,6 +165,9 @@ def _clean_fields(fields: dict[str, Any]) -> dict[str, str]:
         cleaned[key] = text
     if "name" in cleaned and not cleaned["name"]:
         raise InvalidInput("a service needs a name", field="name")
+    problem = repository_problem(cleaned.get("repository_url", ""))
+    if problem:
+        raise InvalidInput(problem, field="repository_url")
     return cleaned
 
 

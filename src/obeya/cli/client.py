@@ -107,8 +107,8 @@ def get_all(path: str, params: dict[str, Any] | None = None, limit: int | None =
             return items[:limit] if limit else items
 
 
-def read_log(job: int, offset: int, attempt: int | None) -> tuple[bytes, str, int]:
-    """(bytes from ``offset``, the job's status, the next offset) of a job's log."""
+def read_log(job: int, offset: int, attempt: int | None) -> tuple[bytes, str, int, int]:
+    """(bytes from ``offset``, the job's status, the attempt read, the next offset)."""
     login = current_login()
     try:
         response = httpx.get(
@@ -124,5 +124,37 @@ def read_log(job: int, offset: int, attempt: int | None) -> tuple[bytes, str, in
     return (
         response.content,
         response.headers.get("X-Obeya-Job-Status", ""),
+        int(response.headers.get("X-Obeya-Attempt", "0") or 0),
         int(response.headers.get("X-Obeya-Next-Offset", offset + len(response.content))),
     )
+
+
+def download(path: str, target: Path) -> str:
+    """Stream an API file to ``target``; checks and returns the server's sha256."""
+    import hashlib
+
+    login = current_login()
+    digest = hashlib.sha256()
+    try:
+        with httpx.stream(
+            "GET",
+            f"{login.url}/api{path}",
+            headers={"Authorization": f"Bearer {login.token}"},
+            timeout=60,
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                fail(_message(response))
+            expected = response.headers.get("X-Obeya-Sha256", "")
+            partial = target.with_name(target.name + ".part")
+            with partial.open("wb") as out:
+                for block in response.iter_bytes(1 << 16):
+                    digest.update(block)
+                    out.write(block)
+    except httpx.HTTPError as error:
+        fail(f"cannot reach {login.url}: {error}")
+    if expected and digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        fail(f"download corrupted: sha256 {digest.hexdigest()} is not {expected}")
+    partial.replace(target)
+    return digest.hexdigest()

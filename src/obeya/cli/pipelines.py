@@ -16,7 +16,9 @@ from obeya.cli.output import fail, print_json, print_table
 pipeline_app = typer.Typer(help="Start, list and show pipeline runs.", no_args_is_help=True)
 andon_app = typer.Typer(help="Pull or reset a service's andon cord.", no_args_is_help=True)
 secret_app = typer.Typer(help="Write-only secrets for a service's jobs.", no_args_is_help=True)
-runners_app = typer.Typer(help="Register and list job runners (admin verbs).", no_args_is_help=True)
+runners_app = typer.Typer(
+    help="Register runners on this server (admin verb) and list them.", no_args_is_help=True
+)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 FINISHED = {"succeeded", "failed", "canceled"}
 
@@ -43,9 +45,9 @@ def _show_run(run: dict[str, Any]) -> None:
     for error in run["errors"]:
         typer.echo(f"  {error}")
     print_table(
-        ("job", "stage", "status", "attempt", "reason"),
+        ("id", "job", "stage", "status", "attempt", "reason"),
         [
-            (j["name"], j["stage"], j["status"], j["attempt"], j["failure_reason"])
+            (j["id"], j["name"], j["stage"], j["status"], j["attempt"], j["failure_reason"])
             for j in run["jobs"]
         ],
     )
@@ -123,10 +125,16 @@ def logs(
         int | None, typer.Option(help="Which attempt (default: the latest).")
     ] = None,
 ) -> None:
-    """Print a job's log."""
-    offset = 0
+    """Print a job's log; with -f, follow it, including the attempts of a retry."""
+    offset, current = 0, attempt
     while True:
-        data, status, offset = client.read_log(job, offset, attempt)
+        data, status, seen, offset = client.read_log(job, offset, attempt)
+        if attempt is None and current is not None and seen != current:
+            offset = 0  # a new attempt started: its log begins again at byte 0
+            typer.echo(f"\n--- attempt {seen} ---", err=True)
+            current = seen
+            continue
+        current = seen
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         if not follow or status not in {"created", "queued", "running", "manual"}:
@@ -220,7 +228,8 @@ def runner(
     if not 1 <= concurrency <= 64:
         fail("--concurrency must be 1 to 64")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    declared = [label.strip() for label in labels.split(",") if label.strip()]
+    # Without --labels the runner keeps the labels it was registered with.
+    declared = [label.strip() for label in labels.split(",") if label.strip()] or None
     loop = RunnerLoop(ServerClient(server, token), work_dir.resolve(), concurrency, declared)
     threads = loop.start()
     signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
@@ -274,5 +283,62 @@ def runners_list(as_json: JsonFlag = False) -> None:
                 (r["last_seen_at"] or "")[:19],
             )
             for r in items
+        ],
+    )
+
+
+artifact_app = typer.Typer(help="List and download job artifacts.", no_args_is_help=True)
+
+
+@artifact_app.command("list")
+def artifact_list(job: int, as_json: JsonFlag = False) -> None:
+    """A job's artifacts with their sha256."""
+    items = client.request("GET", f"/jobs/{job}/artifacts")
+    if as_json:
+        print_json(items)
+        return
+    print_table(
+        ("name", "attempt", "sha256", "bytes", "expires"),
+        [(a["name"], a["attempt"], a["sha256"], a["size"], a["expires_at"][:10]) for a in items],
+    )
+
+
+@artifact_app.command("download")
+def artifact_download(
+    job: int,
+    name: Annotated[str, typer.Option(help="Artifact name.")] = "artifacts",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="File to write.")] = None,
+) -> None:
+    """Download an artifact and check its sha256."""
+    target = output or Path(f"job-{job}-{name}.tar.gz")
+    sha256 = client.download(f"/jobs/{job}/artifacts/{name}", target)
+    typer.echo(f"{target} sha256 {sha256}")
+
+
+@pipeline_app.command("tests")
+def tests(service: str, number: int, failed: bool = False, as_json: JsonFlag = False) -> None:
+    """A run's test results (from its JUnit reports)."""
+    report = client.request(
+        "GET",
+        f"/services/{service}/runs/{number}/tests",
+        params={"status": "failed" if failed else ""},
+    )
+    if as_json:
+        print_json(report)
+        return
+    typer.echo(
+        f"{report['total']} tests: {report['passed']} passed, {report['failed']} failed, "
+        f"{report['skipped']} skipped"
+    )
+    print_table(
+        ("job", "status", "test", "message"),
+        [
+            (
+                c["job"],
+                c["status"],
+                f"{c['classname']}.{c['name']}".strip("."),
+                c["message"].splitlines()[0][:60] if c["message"] else "",
+            )
+            for c in report["cases"]
         ],
     )

@@ -85,5 +85,7 @@ def on_run_finished(actor: Actor, run: Run, default_branch: str) -> None:
         return
     if run.status == "failed":
         _pull(actor, run.service, f"run #{run.number} failed on {run.branch}", run)
-    elif run.status == "succeeded":
+    elif run.status == "succeeded" and state(run.service).run_id is not None:
+        # Only a cord a red run pulled is released by a green one; a person's pull stays
+        # until a person resets it.
         _release(actor, run.service, f"run #{run.number} is green on {run.branch}", run)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import PermissionDenied
-from obeya.pipelines import andon, leases, runs, secrets_store
+from obeya.pipelines import andon, artifacts, leases, reports, runs, secrets_store
 from obeya.pipelines.models import Job, Run, Runner
 
 router = Router(tags=["pipelines"])
@@ -229,6 +229,7 @@ def job_log(
     data = leases.log_bytes(job, attempt, max(0, offset))
     response = HttpResponse(data, content_type="text/plain; charset=utf-8")
     response["X-Obeya-Job-Status"] = job.status
+    response["X-Obeya-Attempt"] = str(attempt or job.attempt)
     response["X-Obeya-Next-Offset"] = str(max(0, offset) + len(data))
     return response
 
@@ -346,3 +347,91 @@ def set_secret(request: HttpRequest, slug: str, name: str, payload: SecretIn) ->
 def delete_secret(request: HttpRequest, slug: str, name: str) -> Status[None]:
     secrets_store.delete_secret(actor_for_request(request, "api"), slug, name)
     return Status(204, None)
+
+
+class ArtifactInfo(Schema):
+    name: str
+    attempt: int
+    sha256: str
+    size: int
+    paths: list[str]
+    created_at: datetime
+    expires_at: datetime
+
+
+class TestCaseOut(Schema):
+    suite: str
+    classname: str
+    name: str
+    status: str
+    duration_s: float
+    message: str
+    file: str
+    job: str
+
+
+class TestReportOut(Schema):
+    total: int
+    passed: int
+    failed: int
+    skipped: int
+    cases: list[TestCaseOut]
+
+
+@router.get("/jobs/{job_id}/artifacts", response=list[ArtifactInfo], summary="A job's artifacts")
+def list_artifacts(request: HttpRequest, job_id: int) -> list[dict[str, Any]]:
+    job = runs.get_job(job_id)
+    return [
+        {
+            "name": a.name,
+            "attempt": a.attempt,
+            "sha256": a.sha256,
+            "size": a.size,
+            "paths": a.paths,
+            "created_at": a.created_at,
+            "expires_at": a.expires_at,
+        }
+        for a in artifacts.artifacts_of(job)
+    ]
+
+
+@router.get("/jobs/{job_id}/artifacts/{name}", summary="Download an artifact (tar.gz)")
+def download_artifact(request: HttpRequest, job_id: int, name: str) -> FileResponse:
+    job = runs.get_job(job_id)
+    found = artifacts.get_artifact(job, name)
+    filename = f"{job.run.service.slug}-{job.run.number}-{job.name}-{found.name}.tar.gz"
+    response = FileResponse(
+        artifacts.blob_path(found.sha256).open("rb"),
+        as_attachment=True,
+        filename=filename,
+        content_type="application/gzip",
+    )
+    response["X-Obeya-Sha256"] = found.sha256
+    return response
+
+
+def _case_body(case: Any) -> dict[str, Any]:
+    return {
+        "suite": case.suite,
+        "classname": case.classname,
+        "name": case.name,
+        "status": case.status,
+        "duration_s": case.duration_s,
+        "message": case.message,
+        "file": case.file,
+        "job": case.job.name,
+    }
+
+
+@router.get(
+    "/services/{slug}/runs/{number}/tests",
+    response=TestReportOut,
+    summary="Test cases of a run (each job's latest attempt)",
+)
+def run_tests(request: HttpRequest, slug: str, number: int, status: str = "") -> dict[str, Any]:
+    run = runs.get_run(slug, number)
+    cases = reports.cases_of_run(run)
+    if status:
+        # "failed" means every case that did not pass: failures and errors alike.
+        cases = cases.filter(status__in=["failed", "error"] if status == "failed" else [status])
+    return {**reports.summary(run), "cases": [_case_body(c) for c in cases[:5000]]}

@@ -82,12 +82,14 @@ def sync(url: str, mirror: Path) -> None:
     """Clone or fetch the branches and tags of ``url``; our own refs/obeya/* are kept."""
     if not url:
         raise GitError("the service has no repository: set its Git repository first")
+    if url.startswith("-"):
+        raise GitError(f"{url!r} is not a repository URL", field="repository_url")
     with locked(mirror):
         if not (mirror / "HEAD").exists():
             git("init", "--bare", "--quiet", str(mirror))
-            git("remote", "add", "origin", url, cwd=mirror)
+            git("remote", "add", "--", "origin", url, cwd=mirror)
         else:
-            git("remote", "set-url", "origin", url, cwd=mirror)
+            git("remote", "set-url", "--", "origin", url, cwd=mirror)
         git(
             "fetch",
             "--quiet",
@@ -177,7 +179,7 @@ def bundle(mirror: Path, run_id: int, out: Path) -> Path:
 def remote_heads(url: str) -> dict[str, str]:
     """branch -> sha on the remote, by `git ls-remote` (used by polling)."""
     heads = {}
-    for line in git("ls-remote", "--heads", url).splitlines():
+    for line in git("ls-remote", "--heads", "--", url).splitlines():
         sha, _, ref = line.partition("\t")
         heads[ref.removeprefix("refs/heads/")] = sha
     return heads

@@ -131,6 +131,13 @@ def authenticate_runner(token: str) -> Runner:
 # ---- the lease protocol --------------------------------------------------------------------
 
 
+def _seen(runner: Runner, now: datetime) -> None:
+    """Note that the runner is alive; written at most every few seconds (each is a commit)."""
+    if runner.last_seen_at is None or (now - runner.last_seen_at).total_seconds() > 5:
+        Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+        runner.last_seen_at = now
+
+
 def _fits(job: Job, labels: set[str]) -> bool:
     return set(job.spec.get("runs_on") or []) <= labels
 
@@ -139,7 +146,7 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
     """Give ``runner`` the oldest queued job it can run, under a fresh lease."""
     actor = clock or system_actor()
     now = actor.now()
-    Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+    _seen(runner, now)
     if runner.paused:
         return None
     labels = set(runner.labels)
@@ -219,7 +226,7 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
     }
 
 
-def _held(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Job:
+def held_job(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Job:
     """The job, locked, if ``lease_token`` still holds it; StaleLease otherwise."""
     try:
         job = Job.objects.select_for_update().select_related("run__service").get(pk=job_id)
@@ -245,10 +252,10 @@ def heartbeat(
     """Extend the lease; the answer says whether someone asked to cancel the job."""
     now = (clock or system_actor()).now()
     with transaction.atomic():
-        job = _held(runner, job_id, lease_token, now)
+        job = held_job(runner, job_id, lease_token, now)
         job.lease_expires_at = now + timedelta(seconds=lease_seconds())
         job.save(update_fields=["lease_expires_at"])
-    Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+    _seen(runner, now)
     return job.lease_expires_at, job.cancel_requested
 
 
@@ -273,7 +280,7 @@ def append_log(
         raise InvalidInput(f"a log chunk may hold at most {MAX_LOG_CHUNK} bytes", field="data")
     now = (clock or system_actor()).now()
     with transaction.atomic():
-        job = _held(runner, job_id, lease_token, now)
+        job = held_job(runner, job_id, lease_token, now)
         attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
         size = attempt.log_size
         if offset > size:
@@ -308,7 +315,7 @@ def complete(
         )
     actor = clock or system_actor()
     with transaction.atomic():
-        job = _held(runner, job_id, lease_token, actor.now())
+        job = held_job(runner, job_id, lease_token, actor.now())
         failure = {
             "failed": "script_failure",
             "timed_out": "timeout",
@@ -413,7 +420,7 @@ def reap(*, clock: Actor | None = None) -> int:
 def source_bundle(runner: Runner, job_id: int, lease_token: str) -> Path:
     """The git bundle of the job's commit (a path), for the runner's checkout."""
     with transaction.atomic():
-        job = _held(runner, job_id, lease_token, system_actor().now())
+        job = held_job(runner, job_id, lease_token, system_actor().now())
     mirror = runs.mirror_of(job.run.service)
     return git.bundle(
         mirror, job.run_id, Path(settings.DATA_DIR) / "bundles" / f"run-{job.run_id}.bundle"

@@ -34,7 +34,7 @@ class Pipeline(models.Model):
 
     service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="pipeline")
     default_branch = models.CharField(max_length=200, default="main")
-    webhook_secret = models.CharField(max_length=200, blank=True)
+    webhook_secret = models.CharField(max_length=200, blank=True)  # write-only
     poll_interval_s = models.PositiveIntegerField(default=0, help_text="0 = no polling")
     last_polled_at = models.DateTimeField(null=True, blank=True)
     known_heads = models.JSONField(default=dict, help_text="branch -> last sha seen by polling")
@@ -213,3 +213,74 @@ class Andon(models.Model):
 
     def __str__(self) -> str:
         return "pulled" if self.pulled else "released"
+
+
+class WebhookDelivery(models.Model):
+    """A push notification received; the (service, delivery id) pair makes replays no-ops."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="deliveries")
+    provider = models.CharField(max_length=16)  # github | gitlab | generic
+    delivery_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField()
+    ref = models.CharField(max_length=255, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL)
+    outcome = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service", "delivery_id"], name="pipelines_delivery_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.delivery_id}"
+
+
+class Artifact(models.Model):
+    """A job's packed files, stored once by content (sha256) in the data dir."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="artifacts")
+    attempt = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    paths = models.JSONField(default=list)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["job", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "attempt", "name"], name="pipelines_artifact_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.sha256[:12]}"
+
+
+class TestCase(models.Model):
+    """One test case result from a job's JUnit XML report."""
+
+    __test__ = False  # not a pytest class
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="test_cases")
+    attempt = models.PositiveIntegerField()
+    suite = models.CharField(max_length=255, blank=True)
+    classname = models.CharField(max_length=255, blank=True)
+    name = models.CharField(max_length=500)
+    status = models.CharField(max_length=16)  # passed | failed | error | skipped
+    duration_s = models.FloatField(default=0)
+    message = models.TextField(blank=True)
+    file = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "attempt"])]
+
+    def __str__(self) -> str:
+        return f"{self.classname}.{self.name}: {self.status}"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import IO, Any, cast
 
 from django.http import FileResponse, HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import HttpBearer
 
-from obeya.pipelines import leases, wakeup
+from obeya.pipelines import artifacts, leases, reports, wakeup
 from obeya.pipelines.models import Runner
 
 router = Router(tags=["runner protocol"])
@@ -20,6 +20,18 @@ MAX_WAIT_S = 30.0
 # A job queued by this process wakes its waiting runners at once; a job queued by another
 # server process is seen within one poll.
 POLL_INTERVAL_S = 0.5
+
+
+_last_reap = 0.0
+
+
+def _reap_now_and_then() -> None:
+    """Reap expired leases at most once a second from claims (the reaper thread of
+    `obeya serve` also does it; this covers servers started without one)."""
+    global _last_reap
+    if time.monotonic() - _last_reap >= 1.0:
+        _last_reap = time.monotonic()
+        leases.reap()
 
 
 class RunnerAuth(HttpBearer):
@@ -69,7 +81,7 @@ def claim(request: HttpRequest, payload: ClaimIn) -> Any:
         runner = leases.declare_labels(runner, payload.labels)
     deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
     while True:
-        leases.reap()
+        _reap_now_and_then()
         claimed = leases.claim(runner)
         if claimed is not None:
             return Status(200, claimed.payload)
@@ -128,3 +140,48 @@ def complete(
         _runner(request), job_id, x_obeya_lease, payload.outcome, payload.exit_code, payload.reason
     )
     return {"status": job.status}
+
+
+class ArtifactOut(Schema):
+    name: str
+    sha256: str
+    size: int
+    paths: list[str]
+
+
+class ReportOut(Schema):
+    cases: int
+
+
+@router.post(
+    "/runner/jobs/{job_id}/artifacts/{name}",
+    auth=RunnerAuth(),
+    response=ArtifactOut,
+    summary="Upload the job's artifact: a tar.gz as the raw body",
+)
+def upload_artifact(
+    request: HttpRequest, job_id: int, name: str, x_obeya_lease: str = Header(...)
+) -> dict[str, Any]:
+    body = cast(IO[bytes], request)  # HttpRequest reads like a file: stream, don't buffer
+    stored = artifacts.upload(_runner(request), job_id, x_obeya_lease, name, body)
+    return {
+        "name": stored.name,
+        "sha256": stored.sha256,
+        "size": stored.size,
+        "paths": stored.paths,
+    }
+
+
+@router.post(
+    "/runner/jobs/{job_id}/reports",
+    auth=RunnerAuth(),
+    response=ReportOut,
+    summary="Upload one JUnit XML report file as the raw body",
+)
+def upload_report(
+    request: HttpRequest, job_id: int, file: str, x_obeya_lease: str = Header(...)
+) -> dict[str, int]:
+    count = reports.upload(
+        _runner(request), job_id, x_obeya_lease, file, request.read(reports.MAX_REPORT_BYTES + 1)
+    )
+    return {"cases": count}

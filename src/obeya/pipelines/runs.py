@@ -23,6 +23,13 @@ from obeya.pipelines import andon, git, logic, spec, wakeup
 from obeya.pipelines.models import Job, JobStatus, Pipeline, Run, RunStatus
 
 SPEC_FILE = "obeya.yml"
+AUTOMATIC_TRIGGERS = frozenset({"push", "poll"})
+
+
+class NothingToRun(InvalidInput):
+    """The rules of obeya.yml leave no job for this branch."""
+
+    code = "nothing_to_run"
 
 
 def pipeline_of(service: Service) -> Pipeline:
@@ -84,7 +91,10 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
         except spec.SpecInvalid as invalid:
             problems = [str(error) for error in invalid.errors]
         if not problems and not planned:
-            problems = [f"{SPEC_FILE}: no job runs on branch {branch or sha[:12]} (see rules)"]
+            nothing = f"{SPEC_FILE}: no job runs on branch {branch or sha[:12]} (see rules)"
+            if trigger in AUTOMATIC_TRIGGERS:  # a push to an excluded branch is no failure
+                raise NothingToRun(nothing, field="ref")
+            problems = [nothing]
     now = actor.now()
     with transaction.atomic():
         Pipeline.objects.select_for_update().get(pk=pipeline.pk)  # serialise run numbers
@@ -214,7 +224,7 @@ def get_job(job_id: int) -> Job:
 
 
 def jobs_of(run: Run) -> QuerySet[Job]:
-    return Job.objects.filter(run=run).select_related("runner").order_by("position")
+    return Job.objects.filter(run=run).select_related("run", "runner").order_by("position")
 
 
 # ---- people acting on runs ---------------------------------------------------------------
@@ -263,6 +273,16 @@ def retry_job(actor: Actor, job_id: int) -> Job:
             raise Conflict(
                 f"job {job.name} is {job.status}: only a failed or canceled job can be retried"
             )
+        needs = dict(
+            Job.objects.filter(run=job.run, name__in=job.needs).values_list("name", "status")
+        )
+        if logic.decide(job.spec.get("when", "on_success"), needs.values()) != logic.Decision.QUEUE:
+            unmet = ", ".join(
+                f"{name} ({status})"
+                for name, status in sorted(needs.items())
+                if status != JobStatus.SUCCEEDED
+            )
+            raise Conflict(f"job {job.name} cannot run yet: it needs {unmet}; retry those first")
         job.status, job.queued_at = JobStatus.QUEUED, actor.now()
         wakeup.job_queued()
         job.exit_code, job.failure_reason, job.finished_at = None, "", None
@@ -295,10 +315,17 @@ def play_job(actor: Actor, job_id: int) -> Job:
 def _reopen(actor: Actor, job: Job) -> None:
     """A finished run with a job queued again is running again; its dependents wait anew."""
     run = Run.objects.select_for_update().get(pk=job.run_id)
-    for dependent in Job.objects.filter(run=run, status=JobStatus.SKIPPED):
-        if job.name in dependent.needs:
-            dependent.status = JobStatus.CREATED
-            dependent.save(update_fields=["status"])
+    skipped = {j.name: j for j in Job.objects.filter(run=run, status=JobStatus.SKIPPED)}
+    reopened, changed = {job.name}, True
+    while changed:  # everything downstream of the retried job waits again
+        changed = False
+        for name, dependent in list(skipped.items()):
+            if reopened & set(dependent.needs):
+                dependent.status = JobStatus.CREATED
+                dependent.save(update_fields=["status"])
+                reopened.add(name)
+                del skipped[name]
+                changed = True
     run.status, run.finished_at = RunStatus.RUNNING, None
     run.save(update_fields=["status", "finished_at"])
 

@@ -14,6 +14,7 @@ from obeya.core.roles import Permission
 from obeya.pipelines.models import Secret
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+MIN_VALUE = 4
 MAX_VALUE = 64 * 1024
 
 
@@ -34,8 +35,12 @@ def set_secret(actor: Actor, slug: str, name: str, value: str) -> None:
             "(letters, digits, _; not starting with a digit)",
             field="name",
         )
-    if not value or len(value) > MAX_VALUE:
-        raise InvalidInput(f"a secret value needs 1 to {MAX_VALUE} characters", field="value")
+    if not MIN_VALUE <= len(value) <= MAX_VALUE:
+        raise InvalidInput(
+            f"a secret value needs {MIN_VALUE} to {MAX_VALUE} characters (shorter values "
+            "cannot be masked in logs: they appear in ordinary output)",
+            field="value",
+        )
     with transaction.atomic():
         _, created = Secret.objects.update_or_create(
             service=service, name=name, defaults={"value": value, "updated_at": actor.now()}

@@ -1,7 +1,9 @@
 """The pipelines capability as other capabilities see it (rule 3 of DESIGN.md)."""
 
 from obeya.pipelines.andon import andon_is_pulled, pull_andon, reset_andon
+from obeya.pipelines.hooks import list_deliveries, receive_webhook, rotate_webhook_secret
 from obeya.pipelines.leases import reap, register_runner
+from obeya.pipelines.polling import poll_due
 from obeya.pipelines.runs import (
     cancel_run,
     create_run,
@@ -23,13 +25,17 @@ __all__ = [
     "get_job",
     "get_run",
     "jobs_of",
+    "list_deliveries",
     "list_runs",
     "play_job",
+    "poll_due",
     "pull_andon",
     "reap",
+    "receive_webhook",
     "register_runner",
     "reset_andon",
     "retry_job",
+    "rotate_webhook_secret",
     "secret_names",
     "set_pipeline",
     "set_secret",

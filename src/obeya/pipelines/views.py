@@ -21,11 +21,10 @@ from obeya.catalog import services as catalog
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import ObeyaError
 from obeya.core.roles import Permission
-from obeya.pipelines import andon, leases, runs
+from obeya.pipelines import andon, artifacts, leases, reports, runs
 from obeya.pipelines.models import Job, Runner
 
 RUNS_PAGE = 30
-LIVE = {"created", "queued", "running", "manual", "waiting_approval"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -90,6 +89,10 @@ def run_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse:
             "service": run.service,
             "run": run,
             "stages": _stages(jobs),
+            "tests": reports.summary(run),
+            "failed_tests": list(
+                reports.cases_of_run(run).filter(status__in=["failed", "error"])[:50]
+            ),
             "live": run.status in {"created", "running"},
             "can_run": catalog.can(actor, run.service, Permission.RUN_PIPELINE),
         },
@@ -190,33 +193,58 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
             "lines": log_lines(data),
             "offset": len(data),
             "open_line": bool(data) and not data.endswith(b"\n"),
-            "live": job.status in LIVE and attempt == job.attempt,
+            "live": job.status in STREAMED and attempt == job.attempt,
+            "artifacts": list(artifacts.artifacts_of(job)),
+            "cases": list(reports.cases_of(job, attempt)[:2000]) if attempt else [],
             "can_run": catalog.can(actor, job.run.service, Permission.RUN_PIPELINE),
         },
     )
 
 
-def _read_log(job_id: int, offset: int) -> tuple[bytes, str]:
+def _read_log(job_id: int, attempt: int, offset: int) -> tuple[bytes, str, int]:
     job = Job.objects.get(pk=job_id)
-    return (leases.log_bytes(job, None, offset) if job.attempt else b""), job.status
+    data = leases.log_bytes(job, attempt, offset) if attempt else b""
+    return data, job.status, job.attempt
+
+
+STREAMED = {"created", "queued", "running"}
 
 
 @login_required
-async def job_log_events(request: HttpRequest, slug: str, job_id: int) -> StreamingHttpResponse:
-    """Server-sent events: new log text as it arrives, then `end` with the final status."""
-    start = int(request.GET.get("offset") or 0)
+async def job_log_events(
+    request: HttpRequest, slug: str, job_id: int
+) -> HttpResponse | StreamingHttpResponse:
+    """Server-sent events: new log text of one attempt as it arrives, then `end`.
+
+    Each event's id is the byte offset reached, so a browser that reconnects resumes
+    where it was (Last-Event-ID) instead of replaying. A retry that starts a new attempt
+    ends the stream with status "retried" so the page reloads on the new attempt.
+    """
+    try:
+        job = await sync_to_async(runs.get_job)(job_id)
+    except ObeyaError as error:
+        return HttpResponse(error.message, status=404, content_type="text/plain")
+    if job.run.service.slug != slug:
+        return HttpResponse("no such job in this service", status=404, content_type="text/plain")
+    resume = request.headers.get("Last-Event-ID") or request.GET.get("offset") or "0"
+    start = int(resume) if resume.isdigit() else 0
+    attempt = int(request.GET.get("attempt") or job.attempt or 0)
 
     async def events() -> AsyncIterator[str]:
         offset, idle = start, 0.0
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
-            data, status = await sync_to_async(_read_log)(job_id, offset)
+            data, status, current = await sync_to_async(_read_log)(job_id, attempt, offset)
             if data:
                 offset += len(data)
                 text = _ANSI.sub("", decoder.decode(data))
-                yield f"event: log\ndata: {json.dumps({'offset': offset, 'text': text})}\n\n"
+                payload = json.dumps({"offset": offset, "text": text})
+                yield f"id: {offset}\nevent: log\ndata: {payload}\n\n"
                 idle = 0.0
-            elif status not in LIVE:
+            elif current != attempt and attempt:
+                yield f"event: end\ndata: {json.dumps({'status': 'retried'})}\n\n"
+                return
+            elif status not in STREAMED:
                 yield f"event: end\ndata: {json.dumps({'status': status})}\n\n"
                 return
             elif idle >= 15:

@@ -65,6 +65,7 @@ class ServerClient:
         self, method: str, path: str, *, lease: str | None = None, attempts: int = 5, **kwargs: Any
     ) -> httpx.Response:
         headers = {"X-Obeya-Lease": lease} if lease else {}
+        headers.update(kwargs.pop("headers", None) or {})
         delay = 0.2
         for attempt in range(attempts):
             try:
@@ -126,3 +127,27 @@ class ServerClient:
             json={"outcome": outcome, "exit_code": exit_code, "reason": reason},
         ).json()
         return str(body["status"])
+
+    def upload_artifact(self, job_id: int, lease: str, name: str, archive: Path) -> str:
+        """Send a packed artifact; returns its sha256 as the server stored it."""
+        with archive.open("rb") as body:
+            response = self._call(
+                "POST",
+                f"/jobs/{job_id}/artifacts/{name}",
+                lease=lease,
+                content=body,
+                attempts=1,
+                headers={"Content-Type": "application/gzip"},
+            )
+        return str(response.json()["sha256"])
+
+    def upload_report(self, job_id: int, lease: str, file: str, data: bytes) -> int:
+        response = self._call(
+            "POST",
+            f"/jobs/{job_id}/reports",
+            lease=lease,
+            params={"file": file},
+            content=data,
+            headers={"Content-Type": "application/xml"},
+        )
+        return int(response.json()["cases"])

@@ -175,7 +175,8 @@ def _wait(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timed_out"
-        cancel.wait(min(_POLL_S, remaining))
+        # The output pipe closes when the script exits: wake then, not at the next poll.
+        reader.done.wait(min(_POLL_S, remaining))
     return None
 
 

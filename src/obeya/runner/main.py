@@ -19,7 +19,12 @@ import httpx
 from obeya.runner.client import LeaseLost, OffsetMismatch, ProtocolError, ServerClient
 from obeya.runner.executor import run_script
 from obeya.runner.masking import Masker
-from obeya.runner.workspace import cleanup_workspace, prepare_workspace
+from obeya.runner.workspace import (
+    WorkspaceError,
+    cleanup_workspace,
+    pack_paths,
+    prepare_workspace,
+)
 
 log = logging.getLogger("obeya.runner")
 
@@ -62,6 +67,8 @@ class LogShipper:
             while len(self._buffer) > MAX_BUFFER and not self._lost.is_set():
                 self._cond.wait(0.5)
             self._buffer += masked
+            if len(self._buffer) >= MAX_CHUNK:
+                self._cond.notify_all()  # a full chunk is waiting: ship it now
 
     def note(self, text: str) -> None:
         """A line from the runner itself (not the job), in the same log."""
@@ -94,11 +101,14 @@ class LogShipper:
             with self._cond:
                 if self._closing and not self._buffer:
                     return
-                if not self._closing:
+                if not self._closing and len(self._buffer) < MAX_CHUNK:
                     self._cond.wait(SHIP_INTERVAL_S)
+            # Send back to back while full chunks wait (fast output), otherwise once per
+            # interval (at least every 250 ms while the job runs).
             while self._send_some():
-                if not self._closing:
-                    break
+                with self._cond:
+                    if not self._closing and len(self._buffer) < MAX_CHUNK:
+                        break
 
     def close(self, timeout_s: float = 60.0) -> None:
         tail = self._masker.flush()
@@ -107,6 +117,64 @@ class LogShipper:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout_s)
+
+
+MAX_REPORT_FILES = 50
+MAX_REPORT_BYTES = 10 * 1024 * 1024
+
+
+def report_files(workspace: Path, patterns: list[str]) -> list[Path]:
+    """Files matching the JUnit globs, inside the workspace only, symlinks skipped."""
+    root = workspace.resolve()
+    found: set[Path] = set()
+    for pattern in patterns:
+        for match in root.glob(pattern):
+            if match.is_symlink() or not match.is_file():
+                continue
+            if root not in match.resolve().parents:
+                continue
+            found.add(match)
+    return sorted(found)[:MAX_REPORT_FILES]
+
+
+def upload_results(
+    client: ServerClient,
+    job: dict[str, Any],
+    workspace: Path,
+    scratch: Path,
+    shipper: LogShipper,
+    outcome: str,
+) -> tuple[str, str]:
+    """Send test reports (always) and artifacts (after success); may change the outcome."""
+    job_id, lease = int(job["id"]), str(job["lease_token"])
+    for path in report_files(workspace, list(job.get("reports", {}).get("junit", []))):
+        relative = str(path.relative_to(workspace.resolve()))
+        if path.stat().st_size > MAX_REPORT_BYTES:
+            shipper.note(f"report {relative} is over {MAX_REPORT_BYTES} bytes: not sent")
+            continue
+        try:
+            cases = client.upload_report(job_id, lease, relative, path.read_bytes())
+            shipper.note(f"report {relative}: {cases} test case(s)")
+        except (ProtocolError, httpx.HTTPError) as error:
+            shipper.note(f"report {relative} refused: {error}")
+    paths = list(job.get("artifacts", {}).get("paths", []))
+    if outcome != "succeeded" or not paths:
+        return outcome, ""
+    try:
+        packed = pack_paths(workspace, paths, scratch / "artifacts.tar.gz")
+    except WorkspaceError as error:
+        shipper.note(f"artifacts: {error}")
+        return "failed", f"artifacts: {error}"
+    if not packed:
+        shipper.note(f"artifacts: nothing matched {', '.join(paths)}")
+        return "failed", f"artifacts: nothing matched {', '.join(paths)}"
+    try:
+        sha256 = client.upload_artifact(job_id, lease, "artifacts", scratch / "artifacts.tar.gz")
+    except (ProtocolError, httpx.HTTPError) as error:
+        shipper.note(f"artifact upload failed: {error}")
+        return "error", f"artifact upload: {error}"
+    shipper.note(f"artifact stored: {len(packed)} file(s), sha256 {sha256}")
+    return outcome, ""
 
 
 class Heartbeat:
@@ -146,10 +214,18 @@ class Heartbeat:
         self._thread.join(5)
 
 
-def execute(client: ServerClient, job: dict[str, Any], work_dir: Path) -> str | None:
-    """Run one claimed job to its end; returns the status the server recorded (or None)."""
+def execute(
+    client: ServerClient,
+    job: dict[str, Any],
+    work_dir: Path,
+    cancel: threading.Event | None = None,
+) -> str | None:
+    """Run one claimed job to its end; returns the status the server recorded (or None).
+
+    Setting ``cancel`` stops the job's processes (a server cancel sets it too)."""
     job_id, lease = int(job["id"]), str(job["lease_token"])
-    cancel, lost = threading.Event(), threading.Event()
+    cancel = cancel or threading.Event()
+    lost = threading.Event()
     masker = Masker(job.get("secrets", {}).values())
     shipper = LogShipper(client, job_id, lease, masker, lost)
     beat = Heartbeat(client, job_id, lease, float(job.get("lease_seconds", 30)), cancel, lost)
@@ -195,17 +271,20 @@ def execute(client: ServerClient, job: dict[str, Any], work_dir: Path) -> str | 
             if lost.is_set():
                 return None
             return client.complete(job_id, lease, "error", None, f"start: {error}")
-        outcome = result.outcome
+        outcome: str = result.outcome
+        reason = ""
         if outcome == "canceled" and lost.is_set():
             shipper.close(5)
             return None
+        if outcome in {"succeeded", "failed", "timed_out"}:
+            outcome, reason = upload_results(client, job, workspace, scratch, shipper, outcome)
         shipper.note(
             f"finished: {outcome} (exit code {result.exit_code}) in {result.duration_s:.1f} s"
         )
         shipper.close()
         if lost.is_set():
             return None
-        return client.complete(job_id, lease, outcome, result.exit_code, "")
+        return client.complete(job_id, lease, outcome, result.exit_code, reason)
     except LeaseLost:
         return None
     finally:
@@ -225,6 +304,7 @@ class RunnerLoop:
     labels: list[str] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     busy: set[int] = field(default_factory=set)
+    active: dict[int, threading.Event] = field(default_factory=dict)
 
     def _worker(self, index: int) -> None:
         delay = 0.5
@@ -241,12 +321,14 @@ class RunnerLoop:
                 continue
             log.info("runner worker %s: job %s (%s)", index, job["id"], job["name"])
             self.busy.add(index)
+            self.active[index] = threading.Event()
             try:
-                execute(self.client, job, self.work_dir)
+                execute(self.client, job, self.work_dir, self.active[index])
             except (ProtocolError, httpx.HTTPError) as error:
                 log.warning("runner worker %s: job %s: %s", index, job["id"], error)
             finally:
                 self.busy.discard(index)
+                self.active.pop(index, None)
 
     def start(self) -> list[threading.Thread]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -267,4 +349,14 @@ class RunnerLoop:
         self.stop.set()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.busy and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.1)
+
+    def abort(self, timeout_s: float = 8.0) -> None:
+        """Stop claiming and kill running jobs (their server is going away: the jobs will
+        be reaped as lost and retried when it is back)."""
+        self.stop.set()
+        for cancel in list(self.active.values()):
+            cancel.set()
+        deadline = time.monotonic() + timeout_s
+        while self.busy and time.monotonic() < deadline:
             time.sleep(0.1)

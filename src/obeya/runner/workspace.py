@@ -62,7 +62,7 @@ def prepare_workspace(root: Path, job_id: int, attempt: int, bundle_path: Path, 
             # server names the run's commit refs/obeya/runs/<id> in the bundle.
             _git(
                 f"Creating the workspace for {bundle.name}",
-                ["init", "--quiet", str(workspace)],
+                ["init", "--quiet", "--template=", str(workspace)],
                 home,
             )
             _git(
@@ -126,6 +126,17 @@ def safe_extract_tar(archive: Path, dest: Path, *, max_bytes: int, max_members: 
             # Safe: every member was checked above, and the data filter checks it again.
             tar.extractall(dest, members=members, filter=_data_filter_for(archive))  # noqa: S202
     except tarfile.ReadError as exc:
+        raise WorkspaceError(f"{archive.name} is not a readable tar archive: {exc}.") from exc
+    return names
+
+
+def inspect_tar(archive: Path, *, max_bytes: int, max_members: int) -> list[str]:
+    """The member names of ``archive`` after the same checks as ``safe_extract_tar``,
+    without extracting anything (the server checks uploads this way)."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            _, names = _checked_members(tar, archive, max_bytes, max_members)
+    except (tarfile.ReadError, EOFError, OSError) as exc:
         raise WorkspaceError(f"{archive.name} is not a readable tar archive: {exc}.") from exc
     return names
 

@@ -40,7 +40,7 @@
     if (stick) window.scrollTo(0, document.body.scrollHeight);
   }
 
-  const source = new EventSource(log.dataset.liveLog + "?offset=" + log.dataset.offset);
+  const source = new EventSource(log.dataset.liveLog + "&offset=" + log.dataset.offset);
   source.addEventListener("log", function (event) {
     const message = JSON.parse(event.data);
     log.dataset.offset = message.offset;
@@ -48,6 +48,7 @@
   });
   source.addEventListener("end", function () {
     source.close();
-    window.location.reload();
+    // Show the final status (or the new attempt of a retry); drop any ?attempt= pin.
+    window.location.replace(window.location.pathname);
   });
 })();

@@ -1,0 +1,300 @@
+"""What the pipeline machinery adds to each job, over the real processes.
+
+A 50-job chain (each job needs the one before, each runs `true`) in a real git repository,
+run by a real `obeya serve` with one embedded runner on SQLite in a temporary data dir,
+started through the API. The run's wall time (created → finished, from the server's own
+timestamps) less 50 plain `bash -c true` spawns, divided by 50, is the orchestration
+overhead per job. The jobs' timestamps split it into pickup (queued → started), the job
+on the runner (started → finished) and hand-off (finished → next queued).
+
+The process stack used here (a repository, `obeya serve`, an API client, an `obeya
+runner`) is shared with the pickup and log benchmarks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.timing import summary_ms
+
+OBEYA = str(Path(sys.executable).with_name("obeya"))
+PASSWORD = "a long enough bench password"  # noqa: S105 (a throwaway user in a temp dir)
+SLUG = "bench"
+FINISHED = {"succeeded", "failed", "canceled"}
+
+CHAIN = 50
+REPEATS = 3
+RUN_TIMEOUT_S = 120.0
+
+
+# ---- the stack: a git repository, `obeya serve`, an API client, `obeya runner` -----------
+
+
+@dataclass
+class Stack:
+    """A running `obeya serve` with one service whose repository holds ``obeya.yml``."""
+
+    url: str
+    api: httpx.Client
+    server: subprocess.Popen[bytes]
+    env: dict[str, str]
+    root: Path
+
+
+def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """An environment for a child `obeya`: its own data dir and config, embedded SQLite."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OBEYA_")}
+    env.update(
+        OBEYA_DATA_DIR=str(data_dir),
+        XDG_CONFIG_HOME=str(data_dir / "config"),
+        PYTHONWARNINGS="ignore",
+        **extra,
+    )
+    return env
+
+
+def obeya(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
+    """Run one `obeya` command to its end; its last line of output."""
+    done = subprocess.run(
+        [OBEYA, *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"obeya {' '.join(args)} exited {done.returncode}: {done.stderr}")
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+def _git_repository(path: Path, spec: str) -> Path:
+    path.mkdir(parents=True)
+    identity = ["-c", "user.name=Bench", "-c", "user.email=bench@example.com"]
+    (path / "obeya.yml").write_text(spec)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", "-C", str(path), *identity, *args], check=True, capture_output=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
+    """SIGTERM, ten seconds to drain, then SIGKILL (the whole group when it has its own)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if group:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def _serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = _free_port()
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [OBEYA, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so a SIGKILL of its group takes its git children too
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"obeya serve exited {process.returncode}: {log.read_text()}")
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"obeya serve did not answer in 60 s: {log.read_text()}")
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        _stop(process, group=True)
+
+
+@contextmanager
+def pipeline_stack(spec: str, *, embedded_runners: int) -> Iterator[Stack]:
+    """A temp data dir, a repository holding ``spec``, and `obeya serve` with its service."""
+    with tempfile.TemporaryDirectory(prefix="obeya-bench-") as tmp:
+        root = Path(tmp)
+        repo = _git_repository(root / "repo", spec)
+        env = child_env(root / "data", OBEYA_RUNNERS=str(embedded_runners))
+        obeya("createuser", "bench", "--admin", "--password-stdin", env=env, stdin=PASSWORD)
+        token = obeya("token", "create", "--user", "bench", env=env)
+        with _serve(env, root / "serve.log") as (url, server):
+            api = httpx.Client(
+                base_url=f"{url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=60
+            )
+            try:
+                api.post(
+                    "/services",
+                    json={"slug": SLUG, "name": "Bench", "repository_url": str(repo)},
+                ).raise_for_status()
+                yield Stack(url, api, server, env, root)
+            finally:
+                api.close()
+
+
+@contextmanager
+def remote_runner(stack: Stack, name: str = "remote") -> Iterator[subprocess.Popen[bytes]]:
+    """A registered `obeya runner` process polling ``stack`` over loopback."""
+    token = obeya("runners", "register", name, env=stack.env)
+    work = stack.root / f"work-{name}"
+    with (stack.root / f"runner-{name}.log").open("wb") as output:
+        process = subprocess.Popen(
+            [OBEYA, "runner", "--server", stack.url, "--token", token, "--work-dir", str(work)],
+            env=stack.env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        _stop(process, group=True)
+
+
+def await_runner(stack: Stack, name: str, timeout_s: float = 30.0) -> None:
+    """Until the server has seen the runner ``name`` poll."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runners = stack.api.get("/runners").raise_for_status().json()
+        if any(r["name"] == name and r["online"] for r in runners):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f'runner "{name}" did not poll within {timeout_s:.0f} s')
+
+
+def start_run(stack: Stack) -> int:
+    return int(
+        stack.api.post(f"/services/{SLUG}/runs", json={}).raise_for_status().json()["number"]
+    )
+
+
+def finished_run(
+    stack: Stack, number: int, timeout_s: float = RUN_TIMEOUT_S, poll_s: float = 0.1
+) -> dict[str, Any]:
+    """The run's detail once it has finished; RuntimeError if it does not in time.
+
+    Polls the one-row run list, not the run's detail: the detail reads every job, and
+    polling it would load the server being measured.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        latest = stack.api.get(f"/services/{SLUG}/runs", params={"limit": 1}).json()["items"]
+        if latest and latest[0]["number"] == number and latest[0]["status"] in FINISHED:
+            run: dict[str, Any] = stack.api.get(f"/services/{SLUG}/runs/{number}").json()
+            if run["status"] != "succeeded":
+                raise RuntimeError(f"run #{number} {run['status']}: {run['errors'] or run['jobs']}")
+            return run
+        time.sleep(poll_s)
+    raise RuntimeError(f"run #{number} did not finish within {timeout_s:.0f} s")
+
+
+def when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def seconds(start: str, end: str) -> float:
+    return (when(end) - when(start)).total_seconds()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")
+
+
+# ---- the benchmark -------------------------------------------------------------------------
+
+
+def chain_spec(length: int) -> str:
+    lines = ["stages: [chain]", "jobs:"]
+    for index in range(length):
+        lines += [f"  job_{index}:", "    stage: chain", '    script: ["true"]']
+        if index:
+            lines.append(f"    needs: [job_{index - 1}]")
+    return "\n".join(lines) + "\n"
+
+
+def bash_spawns(count: int) -> list[float]:
+    durations = []
+    for _ in range(count):
+        begin = time.perf_counter()
+        subprocess.run(["bash", "-c", "true"], check=True)
+        durations.append(time.perf_counter() - begin)
+    return durations
+
+
+def breakdown(run: dict[str, Any]) -> dict[str, list[float]]:
+    """Per-job durations from the server's timestamps (millisecond resolution)."""
+    jobs = sorted(run["jobs"], key=lambda job: int(job["name"].removeprefix("job_")))
+    return {
+        "queued_to_started": [seconds(j["queued_at"], j["started_at"]) for j in jobs],
+        "started_to_finished": [seconds(j["started_at"], j["finished_at"]) for j in jobs],
+        "finished_to_next_queued": [
+            seconds(a["finished_at"], b["queued_at"]) for a, b in itertools.pairwise(jobs)
+        ],
+    }
+
+
+def run() -> dict[str, object]:
+    with pipeline_stack(chain_spec(CHAIN), embedded_runners=1) as stack:
+        finished_run(stack, start_run(stack))  # warm-up: mirror, imports, connections
+        walls: list[float] = []
+        client_walls: list[float] = []
+        parts: dict[str, list[float]] = {}
+        for _ in range(REPEATS):
+            begin = time.perf_counter()
+            done = finished_run(stack, start_run(stack), poll_s=0.05)
+            client_walls.append(time.perf_counter() - begin)
+            walls.append(seconds(done["created_at"], done["finished_at"]))
+            for key, values in breakdown(done).items():
+                parts.setdefault(key, []).extend(values)
+        server_rss = peak_rss_mb(stack.server.pid)
+    spawn = bash_spawns(CHAIN)
+    spawn_median = statistics.median(spawn)
+    overheads = [(wall - CHAIN * spawn_median) / CHAIN for wall in walls]
+    overhead_ms = round(statistics.median(overheads) * 1000, 1)
+    return {
+        "database": "sqlite",
+        "runner": "embedded (OBEYA_RUNNERS=1)",
+        "jobs_per_run": CHAIN,
+        "runs_measured": REPEATS,
+        "run_wall_s": [round(wall, 3) for wall in walls],
+        "run_wall_seen_by_client_s": [round(wall, 3) for wall in client_walls],
+        "bash_c_true_spawn": summary_ms(spawn),
+        "overhead_per_job_ms": [round(o * 1000, 1) for o in overheads],
+        "median_overhead_per_job_ms": overhead_ms,
+        "target_ms": 5,
+        "target_met": overhead_ms <= 5,
+        "per_job": {key: summary_ms(values) for key, values in parts.items()},
+        "per_job_resolution_ms": 1,  # the API's timestamps are to the millisecond
+        "server_peak_rss_mb": server_rss,
+    }

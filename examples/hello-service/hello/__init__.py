@@ -1,0 +1,1 @@
+"""Hello Service: a tiny web service that greets people (standard library only)."""
