@@ -115,6 +115,8 @@ def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
             "NAME": str(data_dir / "obeya.sqlite3"),
             # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of one
             # failing on a lock upgrade; FULL makes a commit survive power loss (A1).
+            # Tests use a file too (not :memory:), so concurrency tests see real locking.
+            "TEST": {"NAME": str(data_dir / "test.sqlite3")},
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
@@ -192,6 +194,8 @@ INSTALLED_APPS = [
     "obeya.core",
     "obeya.catalog",
     "obeya.pipelines",
+    "obeya.backlog",
+    "obeya.board",
     "obeya.web",
 ]
 

@@ -189,3 +189,17 @@ def commits_between(mirror: Path, old: str, new: str, limit: int = 200) -> list[
     """Shas reachable from ``new`` but not ``old`` (newest first), for change lead time."""
     revs = f"{old}..{new}" if old else new
     return git("rev-list", f"--max-count={limit}", revs, cwd=mirror).split()
+
+
+def files_matching(mirror: Path, sha: str, suffix: str, limit: int = 500) -> dict[str, str]:
+    """path -> text of every file ending in ``suffix`` at ``sha`` (e.g. ".feature")."""
+    names = [
+        n
+        for n in git("ls-tree", "-r", "--name-only", sha, cwd=mirror).splitlines()
+        if n.endswith(suffix)
+    ][:limit]
+    return {name: git("show", f"{sha}:{name}", cwd=mirror) for name in names}
+
+
+def commit_list(mirror: Path, shas: list[str]) -> list[Commit]:
+    return [commit(mirror, sha) for sha in shas]

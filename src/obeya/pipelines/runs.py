@@ -6,6 +6,9 @@ obeya.yml) happens before the transaction, so no lock is held while the network 
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,27 @@ from obeya.core.roles import Permission
 from obeya.pipelines import andon, git, logic, spec, wakeup
 from obeya.pipelines.models import Job, JobStatus, Pipeline, Run, RunStatus
 
+log = logging.getLogger("obeya.pipelines")
 SPEC_FILE = "obeya.yml"
 AUTOMATIC_TRIGGERS = frozenset({"push", "poll"})
+
+# Other capabilities learn about runs here (the backlog links commits to stories and syncs
+# feature files). Each listener gets the run id after the run's transaction commits.
+RunListener = Callable[[int], None]
+RUN_CREATED: list[RunListener] = []
+RUN_FINISHED: list[RunListener] = []
+
+
+def _notify(listeners: list[RunListener], run_id: int) -> None:
+    for listener in listeners:
+        transaction.on_commit(functools.partial(_safely, listener, run_id))
+
+
+def _safely(listener: RunListener, run_id: int) -> None:
+    try:
+        listener(run_id)
+    except Exception:  # a listener's failure must not fail the run or the runner's call
+        log.exception("run listener %s failed for run %s", listener, run_id)
 
 
 class NothingToRun(InvalidInput):
@@ -132,6 +154,7 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
         )
         # Pinned before the run commits: a runner may claim its first job right after.
         git.pin(mirror, run.pk, sha)
+        _notify(RUN_CREATED, run.pk)
         if problems:
             _finish(actor, run, RunStatus.FAILED, pipeline.default_branch)
         else:
@@ -199,6 +222,7 @@ def _finish(actor: Actor, run: Run, status: str, default_branch: str) -> None:
         service=run.service.slug,
     )
     andon.on_run_finished(actor, run, default_branch)
+    _notify(RUN_FINISHED, run.pk)
 
 
 # ---- reading ---------------------------------------------------------------------------
@@ -357,3 +381,25 @@ def set_pipeline(
         pipeline.save()
         events.record(actor, "pipeline.configured", f"service:{slug}", changes, service=slug)
     return pipeline
+
+
+def repository_files(run: Run, suffix: str) -> dict[str, str]:
+    """The files of the run's commit whose names end in ``suffix``."""
+    return git.files_matching(mirror_of(run.service), run.sha, suffix)
+
+
+def new_commits(run: Run, limit: int = 200) -> list[git.Commit]:
+    """The commits this run brings to its branch: since the previous run of the branch."""
+    previous = (
+        Run.objects.filter(service=run.service, branch=run.branch, pk__lt=run.pk)
+        .exclude(sha=run.sha)
+        .order_by("-pk")
+        .values_list("sha", flat=True)
+        .first()
+    )
+    mirror = mirror_of(run.service)
+    try:
+        shas = git.commits_between(mirror, previous or "", run.sha, limit)
+    except git.GitError:
+        shas = git.commits_between(mirror, "", run.sha, limit)
+    return git.commit_list(mirror, shas)

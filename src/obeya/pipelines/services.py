@@ -5,19 +5,26 @@ from obeya.pipelines.hooks import list_deliveries, receive_webhook, rotate_webho
 from obeya.pipelines.leases import reap, register_runner
 from obeya.pipelines.polling import poll_due
 from obeya.pipelines.runs import (
+    RUN_CREATED,
+    RUN_FINISHED,
     cancel_run,
     create_run,
     get_job,
     get_run,
     jobs_of,
     list_runs,
+    new_commits,
+    pipeline_of,
     play_job,
+    repository_files,
     retry_job,
     set_pipeline,
 )
 from obeya.pipelines.secrets_store import delete_secret, secret_names, set_secret
 
 __all__ = [
+    "RUN_CREATED",
+    "RUN_FINISHED",
     "andon_is_pulled",
     "cancel_run",
     "create_run",
@@ -27,12 +34,15 @@ __all__ = [
     "jobs_of",
     "list_deliveries",
     "list_runs",
+    "new_commits",
+    "pipeline_of",
     "play_job",
     "poll_due",
     "pull_andon",
     "reap",
     "receive_webhook",
     "register_runner",
+    "repository_files",
     "reset_andon",
     "retry_job",
     "rotate_webhook_secret",
