@@ -27,6 +27,7 @@ def main() -> int:
 
     django.setup()
     from bench import (
+        board_flow,
         catalog_api,
         event_log,
         pipelines_logs,
@@ -40,6 +41,7 @@ def main() -> int:
         "pipelines_overhead": pipelines_overhead.run,
         "pipelines_pickup": pipelines_pickup.run,
         "pipelines_logs": pipelines_logs.run,
+        "board_flow": board_flow.run,
     }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))

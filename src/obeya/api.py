@@ -10,6 +10,9 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, ValidationError
 
 import obeya
+from obeya.backlog.api import router as backlog_router
+from obeya.board.api import router as board_router
+from obeya.board.flow_api import router as flow_router
 from obeya.catalog.api import router as catalog_router
 from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
@@ -49,9 +52,12 @@ def build_api() -> NinjaAPI:
     )
     api.add_router("/", core_router)
     api.add_router("/", catalog_router)
+    api.add_router("/", backlog_router)
+    api.add_router("/", board_router)
     api.add_router("/", pipelines_router)
     api.add_router("/", runner_router)
     api.add_router("/", hooks_router)
+    api.add_router("/", flow_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

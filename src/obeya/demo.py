@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -241,6 +242,179 @@ def _hello_pipeline(echo: Callable[[str], None]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DemoStory:
+    kind: str
+    title: str
+    column: str  # where its card ends up
+    fields: dict[str, Any]
+    override: str = ""  # the reason for going over the column's WIP limit
+
+
+# The hello-service backlog. S-1 and S-2 are the keys the example's feature files tag, so
+# they come first; the feature files themselves become test stories when `obeya serve`
+# runs the pipeline.
+HELLO_BACKLOG = (
+    DemoStory(
+        "user",
+        "Greet visitors by name",
+        "Review",
+        {
+            "estimate": 3,
+            "labels": ["greeting"],
+            "assignees": ["bob"],
+            "details": {
+                "as_a": "visitor",
+                "i_want": "to be greeted by my name",
+                "so_that": "I feel welcome",
+                "acceptance_criteria": 'GET /hello?name=Ada answers "Hello, Ada!"; '
+                'without a name, "Hello, world!".',
+                "operational_conditions": "Answers in under 300 ms at 50 requests a second.",
+            },
+        },
+    ),
+    DemoStory(
+        "user",
+        "Report health and version",
+        "Review",
+        {
+            "estimate": 2,
+            "labels": ["operations"],
+            "assignees": ["dave"],
+            "details": {
+                "as_a": "operator",
+                "i_want": "a health endpoint that reports the status and the running version",
+                "so_that": "I know the service is up and which release answers",
+                "acceptance_criteria": 'GET /health answers {"status": "ok", "version": …}.',
+            },
+        },
+    ),
+    DemoStory(
+        "user",
+        "Greet visitors in their own language",
+        "Ready",
+        {
+            "estimate": 13,
+            "labels": ["greeting"],
+            "description": "French, German, Japanese, Spanish etc., picked from the browser.",
+            "details": {
+                "as_a": "visitor from abroad",
+                "i_want": "the greeting in my language",
+                "so_that": "the service feels made for me",
+            },
+        },
+    ),
+    DemoStory(
+        "user",
+        "Improve everything about greetings",
+        "Backlog",
+        {
+            "description": "Make greetings better somehow; details TBD.",
+            "details": {"i_want": "better greetings"},
+        },
+    ),
+    DemoStory(
+        "user",
+        "Shout the greeting on request",
+        "In progress",
+        {
+            "estimate": 2,
+            "labels": ["greeting"],
+            "assignees": ["bob"],
+            "description": "Builds on S-1: an upper-case greeting for the loud of heart.",
+            "details": {
+                "as_a": "excited visitor",
+                "i_want": "to be greeted in capitals when I ask for it",
+                "so_that": "the greeting matches my mood",
+            },
+        },
+    ),
+    DemoStory(
+        "operation",
+        "Stay available and fast",
+        "In progress",
+        {
+            "estimate": 3,
+            "labels": ["slr"],
+            "assignees": ["erin"],
+            "description": "Service-level requirements agreed with the product teams.",
+            "details": {
+                "availability_target": 99.9,
+                "latency_target_ms": 300,
+                "continuity_conditions": "Two instances behind the load balancer; a rolling "
+                "deploy never takes both down.",
+            },
+        },
+    ),
+    DemoStory(
+        "operation",
+        "Recover from losing the data disk",
+        "In progress",
+        {
+            "estimate": 5,
+            "labels": ["slr", "continuity"],
+            "assignees": ["frank"],
+            "details": {
+                "rpo_minutes": 15,
+                "rto_minutes": 60,
+                "backup_frequency": "daily",
+                "continuity_conditions": "Greeting statistics are backed up daily and the "
+                "write log every 15 minutes; a restore drill runs each quarter.",
+            },
+        },
+    ),
+    DemoStory(
+        "change_request",
+        "Ignore spaces around a visitor's name",
+        "In progress",
+        {
+            "estimate": 1,
+            "labels": ["greeting", "feedback"],
+            "assignees": ["bob"],
+            "description": '"Hello,  Ada !" looks broken when a form adds spaces around it.',
+            "details": {
+                "source": "customer_feedback",
+                "reference": "Support inbox, ticket 4711 (two customers)",
+            },
+        },
+        override="Customer-visible defect reported twice; a one-line fix, cannot wait.",
+    ),
+)
+
+
+def _hello_backlog(echo: Callable[[str], None]) -> None:
+    """The hello-service backlog and board, through the backlog and board services."""
+    from obeya.backlog import services as backlog
+    from obeya.board import services as board
+
+    if backlog.list_stories("hello-service").exists():
+        return
+    clock = ManualClock(timezone.now() - timedelta(days=12))
+    alice = Actor(user=core.get_user("alice"), channel="cli", clock=clock)
+    for story in HELLO_BACKLOG:
+        clock.advance(timedelta(hours=5))
+        backlog.create_story(alice, "hello-service", story.kind, story.title, **story.fields)
+    columns = board.columns_of("hello-service")
+    names = [column.name for column in columns]
+    for number, story in enumerate(HELLO_BACKLOG, start=1):
+        key = f"S-{number}"
+        for column in columns[1 : names.index(story.column) + 1]:
+            clock.advance(timedelta(hours=7))
+            reason = story.override if column.name == story.column else ""
+            board.move_card(
+                alice, "hello-service", key, column.name, override_reason=reason or None
+            )
+            if column.name != story.column:  # meet its definition of done before moving on
+                for item in column.done_checklist:
+                    board.check_item(alice, "hello-service", key, item, True)
+    # S-1 was shown to the service master: once its scenarios pass it may go to Done.
+    board.check_item(alice, "hello-service", "S-1", "Demonstrated to the service master", True)
+    echo(
+        f"  backlog of hello-service: {len(HELLO_BACKLOG)} stories on the board; its feature"
+        " files become test stories when the pipeline runs"
+    )
+
+
 def load(echo: Callable[[str], None] = print) -> Credentials:
     """Load the demo once; later calls only report the sign-in."""
     system = Actor(user=None, channel="cli")
@@ -254,4 +428,5 @@ def load(echo: Callable[[str], None] = print) -> Credentials:
             _load_service(spec, start_days_ago=90 - index * 15)
             echo(f"  service {spec.slug}")
     _hello_pipeline(echo)
+    _hello_backlog(echo)
     return Credentials(ADMIN, password)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import close_old_connections
+from django.db import connection
 
 from obeya.backlog import services as backlog
 from obeya.board import services as board
@@ -100,7 +100,7 @@ def test_two_people_racing_for_the_last_slot_one_wins(alice):
         except Conflict:
             results.append("refused")
         finally:
-            close_old_connections()
+            connection.close()  # this thread's own connection
 
     threads = [threading.Thread(target=move, args=(key,)) for key in ("S-1", "S-2")]
     for thread in threads:

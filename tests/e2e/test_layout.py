@@ -21,7 +21,16 @@ VIEWPORTS: dict[str, ViewportSize] = {
     "laptop": {"width": 1280, "height": 800},
     "phone": {"width": 390, "height": 844},
 }
-PAGES = ("/services/", "/services/hello-service/", "/services/new/", "/audit/", "/account/")
+PAGES = (
+    "/services/",
+    "/services/hello-service/",
+    "/services/new/",
+    "/services/hello-service/backlog/",
+    "/services/hello-service/board/",
+    "/services/hello-service/runs/",
+    "/audit/",
+    "/account/",
+)
 
 
 def _screenshots(tmp_path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ def invest_findings(
         found.append(Finding("V", "Valuable", 'no "as a": who is it for?'))
     if estimate is None:
         found.append(Finding("E", "Estimable", "no estimate yet"))
-    if any(word in text for word in VAGUE):
+    if any(re.search(rf"\b{re.escape(word)}\b", text) for word in VAGUE):
         found.append(Finding("E", "Estimable", "vague words (etc., TBD, various…) hide the size"))
     if estimate is not None and estimate > SMALL_POINTS:
         found.append(

@@ -18,7 +18,7 @@ from obeya.backlog.models import ScenarioResult, Story, StoryCommit
 from obeya.catalog import services as catalog
 from obeya.catalog.models import Service
 from obeya.core import events
-from obeya.core.actors import Actor
+from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.models import User
 from obeya.core.roles import Permission
@@ -72,6 +72,7 @@ def _json_contains() -> bool:
 
 
 def get_story(slug: str, key: str) -> Story:
+    catalog.get_service(slug)  # an unknown service is named as such
     try:
         number = kinds.parse_key(key)
     except kinds.DetailProblem as problem:
@@ -288,7 +289,9 @@ def update_story(actor: Actor, slug: str, key: str, **fields: Any) -> Story:
         if details is not None and details != story.details:
             story.details = details
             changed.append("details")
-        if assignees is not None:
+        if assignees is not None and {u.pk for u in assignees} != set(
+            story.assignees.values_list("pk", flat=True)
+        ):
             story.assignees.set(assignees)
             changed.append("assignees")
         if not changed:
@@ -319,6 +322,8 @@ def reorder(actor: Actor, slug: str, key: str, *, after: str | None, expected_ra
             .values_list("number", "rank")
         )
         index = 0
+        if after is not None and after.strip() == key:
+            raise InvalidInput(f"{key} cannot be placed after itself", field="after")
         if after is not None:
             after_number = get_story(slug, after).number
             index = next((i + 1 for i, (n, _) in enumerate(siblings) if n == after_number), -1)
@@ -336,7 +341,7 @@ def reorder(actor: Actor, slug: str, key: str, *, after: str | None, expected_ra
             high = (index + 1) * RANK_GAP * 2 if index < len(siblings) else None
             rank = _between(low, high)
         old = story.rank
-        story.rank = int(rank or RANK_GAP)
+        story.rank = int(rank) if rank is not None else RANK_GAP
         story.save(update_fields=["rank"])
         story_event(
             actor,
@@ -413,6 +418,13 @@ def record_commits(
                     "run_number": run_number,
                 },
             )
+            if created:
+                story_event(
+                    system_actor(),
+                    story,
+                    "story.commit_linked",
+                    {"sha": commit["sha"], "branch": branch, "run": run_number},
+                )
             if created and first:
                 firsts.append(story)
     return firsts

@@ -5,3 +5,12 @@ class BoardConfig(AppConfig):
     name = "obeya.board"
     label = "board"
     verbose_name = "Board"
+
+    def ready(self) -> None:
+        from obeya.web import context
+
+        suffixes = [tab.suffix for tab in context.SERVICE_TABS]
+        if "board/" not in suffixes:
+            # Right after the backlog its cards come from.
+            position = suffixes.index("backlog/") + 1 if "backlog/" in suffixes else len(suffixes)
+            context.SERVICE_TABS.insert(position, context.ServiceTab("Board", "board/"))

@@ -23,6 +23,8 @@ from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.roles import Permission
 
+MAX_WIP_LIMIT = 10_000
+
 
 class WipLimitReached(Conflict):
     code = "wip_limit"
@@ -102,7 +104,9 @@ def board(slug: str) -> dict[str, Any]:
 def _gate_results(card: Card) -> dict[str, str | None]:
     results: dict[str, str | None] = {}
     for gate in card.column.gates:
-        if gate == "scenarios_pass":
+        if gate == "scenarios_pass" and card.story.kind not in {"user", "test"}:
+            results[gate] = None  # operation, change and end-of-life stories have no scenarios
+        elif gate == "scenarios_pass":
             verdict = backlog.acceptance(card.story)
             if verdict["state"] == "passed":
                 results[gate] = None
@@ -253,7 +257,15 @@ def configure_column(actor: Actor, slug: str, name: str, **fields: Any) -> Colum
                     "a WIP limit is a whole number of at least 1, or empty for none",
                     field="wip_limit",
                 )
+            if limit not in (None, "") and int(limit) > MAX_WIP_LIMIT:
+                raise InvalidInput(
+                    f"a WIP limit above {MAX_WIP_LIMIT} is no limit: leave it empty",
+                    field="wip_limit",
+                )
             column.wip_limit = int(limit) if limit not in (None, "") else None
+        for listed in ("done_checklist", "gates"):
+            if listed in fields and not isinstance(fields[listed], list | tuple):
+                raise InvalidInput(f"{listed} must be a list", field=listed)
         if "done_checklist" in fields:
             column.done_checklist = [
                 str(i).strip()[:200] for i in fields["done_checklist"] if str(i).strip()
@@ -269,8 +281,16 @@ def configure_column(actor: Actor, slug: str, name: str, **fields: Any) -> Colum
         for flag in ("starts_work", "is_done", "receives_first_commit"):
             if flag in fields:
                 setattr(column, flag, bool(fields[flag]))
-        if fields.get("rename"):
-            column.name = str(fields["rename"]).strip()[:60]
+        if "rename" in fields:
+            new_name = str(fields["rename"] or "").strip()
+            if not new_name or len(new_name) > 60:
+                raise InvalidInput("a column name needs 1-60 characters", field="rename")
+            taken = Column.objects.filter(service=service, name=new_name).exclude(pk=column.pk)
+            if taken.exists():
+                raise Conflict(
+                    f'the board of "{slug}" already has a column "{new_name}"', field="rename"
+                )
+            column.name = new_name
         column.save()
         from obeya.core import events
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import obeya
-from obeya.cli import admin, catalog, lint, pipelines, session
+from obeya.cli import admin, backlog, catalog, lint, pipelines, session
 from obeya.cli.output import CliError, error_line
 
 app = typer.Typer(
@@ -47,6 +47,8 @@ app.add_typer(admin.token_app, name="token")
 app.command("login")(session.login)
 app.command("events")(session.events)
 app.add_typer(catalog.app, name="service")
+app.add_typer(backlog.story_app, name="story")
+app.command("board")(backlog.board)
 app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(pipelines.andon_app, name="andon")
 app.add_typer(pipelines.secret_app, name="secret")

@@ -11,4 +11,6 @@ urlpatterns = [
     path("", include("obeya.core.urls")),
     path("", include("obeya.catalog.urls")),
     path("", include("obeya.pipelines.urls")),
+    path("", include("obeya.backlog.urls")),
+    path("", include("obeya.board.urls")),
 ]
