@@ -31,8 +31,13 @@ def test_new_stories_start_in_the_first_column(alice, svc):
     s = story(alice)
     assert s.key == "S-1"
     columns = board.board("pay")["columns"]
-    assert [c["column"].name for c in columns] == ["Backlog", "Ready", "In progress", "Review",
-                                                   "Done"]
+    assert [c["column"].name for c in columns] == [
+        "Backlog",
+        "Ready",
+        "In progress",
+        "Review",
+        "Done",
+    ]
     assert [card.story.key for card in columns[0]["cards"]] == ["S-1"]
 
 
@@ -45,8 +50,9 @@ def test_a_full_column_refuses_unless_a_reason_is_given(alice, svc):
         board.move_card(actor(alice), "pay", "S-3", "In progress")
     with pytest.raises(InvalidInput, match="needs a reason"):
         board.move_card(actor(alice), "pay", "S-3", "In progress", override_reason="  ")
-    card = board.move_card(actor(alice), "pay", "S-3", "In progress",
-                           override_reason="production fix, cannot wait")
+    card = board.move_card(
+        actor(alice), "pay", "S-3", "In progress", override_reason="production fix, cannot wait"
+    )
     assert card.override_reason == "production fix, cannot wait" and card.override_by == "alice"
     moved = Event.objects.filter(kind="story.moved").last()
     assert moved.data["wip"] == "3/2"
