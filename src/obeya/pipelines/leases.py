@@ -338,6 +338,7 @@ def _settle(
     if (
         failure
         and failure != "canceled"
+        and not job.cancel_requested  # someone stopped it: never start it again by itself
         and logic.should_retry(failure, job.attempt, job.retry_max, job.retry_when)
     ):
         job.status, job.queued_at, job.runner = JobStatus.QUEUED, now, None
