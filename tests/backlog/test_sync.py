@@ -250,3 +250,22 @@ def test_the_demo_backlog_is_ready_for_the_example_features(db):
     assert not any("problems" in s.details for s in tests)
     demo.load(echo=lambda line: None)  # loading again adds nothing
     assert backlog.list_stories("hello-service").count() == 10
+
+
+def test_bulk_acceptances_agree_with_one_by_one(run_pipeline):
+    """The board's bulk verdicts must say exactly what acceptance() says per story."""
+    from obeya.catalog.models import Service
+
+    service = Service.objects.get(slug="svc")
+    states = set()
+    for report in (
+        junit((*GREETED, "passed"), (*STRANGER, "failed"), (*HEALTHY, "passed")),
+        ALL_PASS,
+        None,
+    ):
+        run_pipeline(report)
+        bulk = backlog.acceptances(service)
+        for story in backlog.list_stories("svc"):
+            assert bulk[story.pk] == backlog.acceptance(story), story.key
+            states.add(bulk[story.pk]["state"])
+    assert states == {"passed", "failed", "not_run"}  # every kind of verdict was compared

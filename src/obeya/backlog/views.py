@@ -124,11 +124,14 @@ def _backlog_page(
         messages.error(request, error.message)
         kind, stories = "", list(backlog.list_stories(slug, label=label, search=search))
     keys = [story.key for story in stories]
+    verdicts = backlog.acceptances(service) if stories else {}
     rows = [
         {
             "story": story,
-            "acceptance": backlog.acceptance(story)["state"],
-            "findings": len(backlog.findings(story)) if story.kind == "user" else None,
+            "acceptance": verdicts[story.pk]["state"],
+            "findings": len(backlog.findings(story, verdicts[story.pk]))
+            if story.kind == "user"
+            else None,
             # Without a mouse: "up" goes after the story two above (or to the top).
             "up_after": (keys[i - 2] if i >= 2 else "") if i > 0 else None,
             "down_after": keys[i + 1] if i + 1 < len(keys) else None,

@@ -37,11 +37,11 @@ def _flow_charts_ready() -> bool:
     return True
 
 
-def _card(card: Any) -> dict[str, Any]:
+def _card(card: Any, verdicts: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {
         "card": card,
         "story": card.story,
-        "acceptance": backlog.acceptance(card.story)["state"],
+        "acceptance": verdicts.get(card.story_id, {"state": "none"})["state"],
         "checklist": [(item, item in card.checked) for item in card.column.done_checklist],
         "assignees": [user.username for user in card.story.assignees.all()],
     }
@@ -59,10 +59,11 @@ def _board_page(
     except ObeyaError as error:
         return _not_found(request, error)
     service = data["service"]
+    verdicts = backlog.acceptances(service)
     columns = [
         {
             **column,
-            "cards": [_card(card) for card in column["cards"]],
+            "cards": [_card(card, verdicts) for card in column["cards"]],
             "gates": [logic.GATES.get(gate, gate) for gate in column["column"].gates],
         }
         for column in data["columns"]
