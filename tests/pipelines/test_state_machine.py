@@ -41,8 +41,8 @@ from tests.pipelines.conftest import Repo
 
 LEASE_S = 5
 # build -> test -> deploy (implicit needs by stage). A script failure fails build at once;
-# test retries one once; deploy asks for 3 retries, more than the 2 infrastructure retries
-# every job gets.
+# test retries a script failure once; deploy asks for 3 retries, more than the 2
+# infrastructure retries every job gets.
 SPEC = """\
 stages: [build, test, deploy]
 jobs:
@@ -510,7 +510,7 @@ def the_run_status_follows_its_jobs(run: Run, jobs: list[Job]) -> None:
 
 
 @pytest.fixture
-def pipeline(settings, alice: User, repo: Repo) -> str:
+def pipeline(settings: Any, alice: User, repo: Repo) -> str:
     """The service "svc" on a repository whose obeya.yml is SPEC; its slug."""
     settings.OBEYA_LEASE_SECONDS = LEASE_S
     repo.commit({"obeya.yml": SPEC}, "three jobs in a row")

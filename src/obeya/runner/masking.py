@@ -52,6 +52,9 @@ class Masker:
         # Longest first, so the longest form is found at a position before its prefixes.
         self._forms = tuple(sorted(forms, key=lambda form: (-len(form), form)))
         self._hold = max((len(form) for form in self._forms), default=1) - 1
+        # No form spans a line break, so a whole line can be judged (and emitted) at once:
+        # a live log then shows each line as it is printed, not `_hold` bytes late.
+        self._lines_safe = all(b"\n" not in form for form in self._forms)
         self._pending = b""
         self._covered = 0  # leading bytes of _pending covered by an already-seen occurrence
         self._in_mask = False  # the last byte emitted was part of a masked run
@@ -65,6 +68,8 @@ class Masker:
         """Take the next chunk of the stream; return the bytes that are safe to emit now."""
         data = self._pending + chunk
         cut = max(0, len(data) - self._hold)
+        if self._lines_safe:
+            cut = max(cut, data.rfind(b"\n") + 1)
         if cut == 0:
             self._pending = data
             return b""
