@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +17,7 @@ import pytest
 
 from tests.e2e.test_server_crash import PASSWORD, admin_token, api_client, serving
 from tests.pipelines.conftest import Repo
-from tests.processes import clean_env
+from tests.processes import OBEYA, clean_env, run_obeya
 
 pytestmark = pytest.mark.e2e
 SECRET = "hunter2-deploy-key"
@@ -95,6 +97,7 @@ def test_the_log_streams_while_the_job_runs_and_ends_with_its_status(tmp_path: P
         stored = api.get(f"/jobs/{job_id}/log").text
 
     logs = [event for event in events if event.kind == "log"]
+    assert logs, f"the stream ended without a line of the log: {events}"
     assert [event.kind for event in events] == ["log"] * len(logs) + ["end"], events
     end = events[-1]
     assert end.data == {"status": "succeeded"}
@@ -109,6 +112,58 @@ def test_the_log_streams_while_the_job_runs_and_ends_with_its_status(tmp_path: P
     assert positions == sorted(positions), text
     assert "deploying with [MASKED]" in text and SECRET not in text
     assert text == stored and offsets[-1] == len(stored.encode())
+
+
+def test_a_stream_opened_while_the_job_waits_for_a_runner_follows_it(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "repo")
+    repo.commit({"obeya.yml": SPEC.replace("stage: build", "stage: build\n    runs_on: [late]")})
+    env = clean_env(tmp_path / "data", OBEYA_RUNNERS="0")
+    token = admin_token(env)
+    registered = run_obeya("runners", "register", "late-box", env=env)
+    runner_token = registered.stdout.strip().splitlines()[-1]
+
+    with serving(env) as server, api_client(server.url, token) as api:
+        api.post(
+            "/services", json={"slug": "svc", "name": "Svc", "repository_url": str(repo.path)}
+        ).raise_for_status()
+        with signed_in(server.url, "ann", PASSWORD) as browser:
+            job = api.post("/services/svc/runs", json={}).json()["jobs"][0]
+            assert (job["status"], job["attempt"]) == ("queued", 0)  # no runner has "late"
+            with browser.stream(
+                "GET",
+                f"/services/svc/jobs/{job['id']}/log/events",
+                params={"offset": 0},
+                timeout=httpx.Timeout(10, read=30),
+            ) as response:
+                assert response.status_code == 200
+                runner = subprocess.Popen(
+                    [
+                        OBEYA,
+                        "runner",
+                        "--server",
+                        server.url,
+                        "--token",
+                        runner_token,
+                        "--labels",
+                        "late",
+                        "--work-dir",
+                        str(tmp_path / "work"),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                try:
+                    events = list(read_events(response))
+                finally:
+                    runner.send_signal(signal.SIGTERM)
+                    runner.wait(20)
+
+    logs = [event for event in events if event.kind == "log"]
+    assert events[-1].data == {"status": "succeeded"}, events
+    assert logs, f"the stream ended without a line of the log: {events}"
+    lead = events[-1].at - arrival(logs, "line 1\n")
+    assert lead >= 1.0, f"line 1 arrived only {lead:.2f} s before the end: {logs}"
 
 
 def arrival(logs: list[Event], needle: str) -> float:

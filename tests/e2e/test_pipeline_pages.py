@@ -146,9 +146,13 @@ def test_a_failing_run_pulls_the_andon_cord_and_a_retry_releases_it(
 
     page.goto(f"{stack.url}/services/svc/runs/1/")
     job_card(page, "unit").get_by_role("button", name="Retry").click()
-    expect(page.get_by_role("status")).to_contain_text("Job queued again.")
-    # The job's page follows the new attempt and reloads itself when it ends.
+    expect(page).to_have_url(re.compile(rf"{stack.url}/services/svc/jobs/\d+/$"))
+    # The job's page follows the new attempt and reloads itself when it ends (which may
+    # come before the "Job queued again." message could be read: it is not checked).
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=JOB_DONE_MS)
+    attempts = page.get_by_role("navigation", name="Attempts")
+    expect(attempts).to_contain_text("Attempt 1: failed")
+    expect(attempts).to_contain_text("Attempt 2: succeeded")
     page.goto(f"{stack.url}/services/svc/runs/1/")
     expect(job_card(page, "unit").locator(".status")).to_have_text("succeeded", timeout=JOB_DONE_MS)
     expect(job_card(page, "unit")).to_contain_text("attempt 2")

@@ -228,7 +228,9 @@ async def job_log_events(
         return HttpResponse("no such job in this service", status=404, content_type="text/plain")
     resume = request.headers.get("Last-Event-ID") or request.GET.get("offset") or "0"
     start = int(resume) if resume.isdigit() else 0
-    attempt = int(request.GET.get("attempt") or job.attempt or 0)
+    requested = request.GET.get("attempt") or "0"
+    # A job still waiting for a runner has attempt 0: follow the attempt it is about to get.
+    attempt = (int(requested) if requested.isdigit() else 0) or job.attempt or 1
 
     async def events() -> AsyncIterator[str]:
         offset, idle = start, 0.0
@@ -241,7 +243,7 @@ async def job_log_events(
                 payload = json.dumps({"offset": offset, "text": text})
                 yield f"id: {offset}\nevent: log\ndata: {payload}\n\n"
                 idle = 0.0
-            elif current != attempt and attempt:
+            elif current > attempt:
                 yield f"event: end\ndata: {json.dumps({'status': 'retried'})}\n\n"
                 return
             elif status not in STREAMED:
