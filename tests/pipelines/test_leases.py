@@ -123,3 +123,15 @@ def test_complete_refuses_an_unknown_outcome(alice, service, runner):
     claim = leases.claim(runner)
     with pytest.raises(InvalidInput, match="unknown outcome"):
         leases.complete(runner, claim.job.pk, claim.lease_token, "great")
+
+
+def test_reading_from_the_offset_where_the_next_chunk_lands(alice, service, runner):
+    """A live reader at the end of the log must get only the new bytes once they land."""
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    job, token = claim.job, claim.lease_token
+    leases.append_log(runner, job.pk, token, 0, b"first line\n")
+    assert leases.log_bytes(job, offset=11) == b""
+    leases.append_log(runner, job.pk, token, 11, b"second\n")
+    assert leases.log_bytes(job, offset=11) == b"second\n"
+    assert leases.log_bytes(job, offset=14) == b"ond\n"

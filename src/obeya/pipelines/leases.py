@@ -431,11 +431,11 @@ def source_bundle(runner: Runner, job_id: int, lease_token: str) -> Path:
 def log_bytes(job: Job, attempt: int | None = None, offset: int = 0) -> bytes:
     """The stored log of an attempt (default: the latest) from ``offset``."""
     number = attempt or job.attempt
-    chunks = LogChunk.objects.filter(
-        attempt__job=job, attempt__number=number, offset__gte=_chunk_start(job, number, offset)
-    )
-    data = b"".join(bytes(chunk.data) for chunk in chunks.order_by("offset"))
+    # One start for both the query and the slice: a chunk appended between two lookups
+    # would otherwise shift the slice and repeat text to a live reader.
     start = _chunk_start(job, number, offset)
+    chunks = LogChunk.objects.filter(attempt__job=job, attempt__number=number, offset__gte=start)
+    data = b"".join(bytes(chunk.data) for chunk in chunks.order_by("offset"))
     return data[offset - start :]
 
 
