@@ -429,8 +429,8 @@ GOLDEN = [
             'obeya.yml:5:5: unknown key "artifact" in job "a"; did you mean "artifacts"?',
             (
                 'obeya.yml:6:5: unknown key "colour" in job "a": expected stage, needs, '
-                "script, runs_on, variables, artifacts, reports, timeout, retry, when, rules or "
-                "environment"
+                "script, runs_on, variables, artifacts, reports, timeout, retry, when, rules, "
+                "environment or deploy"
             ),
         ],
         id="unknown_job_keys",

@@ -28,7 +28,7 @@ from obeya.core.errors import (
 )
 from obeya.core.services import hash_token
 from obeya.pipelines import git, logic, runs, wakeup
-from obeya.pipelines.models import Job, JobAttempt, JobStatus, LogChunk, Runner, Secret
+from obeya.pipelines.models import Job, JobAttempt, JobKind, JobStatus, LogChunk, Runner, Secret
 
 RUNNER_TOKEN_PREFIX = "obeyar_"  # noqa: S105 (a label, not a secret)
 MAX_LOG_CHUNK = 1024 * 1024
@@ -150,7 +150,9 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
     if runner.paused:
         return None
     labels = set(runner.labels)
-    candidates = Job.objects.filter(status=JobStatus.QUEUED).order_by("queued_at", "id")
+    candidates = Job.objects.filter(status=JobStatus.QUEUED, kind=JobKind.SCRIPT).order_by(
+        "queued_at", "id"
+    )
     for job in candidates.select_related("run__service")[:100]:
         if not _fits(job, labels):
             continue

@@ -18,8 +18,10 @@ FINAL = frozenset({"succeeded", "failed", "canceled", "skipped"})
 # States a run waits on before it can finish ("manual" jobs do not hold a run open).
 ACTIVE = frozenset({"created", "queued", "running", "waiting_approval"})
 JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    "created": frozenset({"queued", "manual", "skipped", "canceled", "waiting_approval"}),
-    "manual": frozenset({"queued", "canceled"}),
+    # A deploy job goes from created to waiting_approval or queued, or fails when its
+    # deployment is refused (promotion order, unknown environment).
+    "created": frozenset({"queued", "manual", "skipped", "canceled", "waiting_approval", "failed"}),
+    "manual": frozenset({"queued", "canceled", "waiting_approval", "failed"}),
     "waiting_approval": frozenset({"queued", "canceled", "failed"}),
     "queued": frozenset({"running", "canceled"}),
     "running": frozenset({"succeeded", "failed", "canceled", "queued"}),  # queued: lost, retried

@@ -104,11 +104,17 @@ class Runner(models.Model):
         return self.name
 
 
+class JobKind(models.TextChoices):
+    SCRIPT = "script"  # a runner runs its script
+    DEPLOY = "deploy"  # Obeya's deployer deploys an artifact to an environment
+
+
 class Job(models.Model):
     """One job of a run; attempts record each time a runner took it."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="jobs")
     name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=8, choices=JobKind.choices, default=JobKind.SCRIPT)
     stage = models.CharField(max_length=63)
     stage_index = models.PositiveIntegerField()
     position = models.PositiveIntegerField()

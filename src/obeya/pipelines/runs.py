@@ -23,7 +23,7 @@ from obeya.core.actors import Actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.roles import Permission
 from obeya.pipelines import andon, git, logic, spec, wakeup
-from obeya.pipelines.models import Job, JobStatus, Pipeline, Run, RunStatus
+from obeya.pipelines.models import Job, JobKind, JobStatus, Pipeline, Run, RunStatus
 
 log = logging.getLogger("obeya.pipelines")
 SPEC_FILE = "obeya.yml"
@@ -46,6 +46,17 @@ def _safely(listener: RunListener, run_id: int) -> None:
         listener(run_id)
     except Exception:  # a listener's failure must not fail the run or the runner's call
         log.exception("run listener %s failed for run %s", listener, run_id)
+
+
+# The deployments capability carries out deploy jobs (``deploy:`` in obeya.yml). It
+# registers one dispatcher, called inside the run's transaction when a deploy job is ready
+# to go; the dispatcher records its deployment and returns the job's new status
+# (waiting_approval, queued or failed, with ``job.failure_reason`` set when failed).
+DeployDispatcher = Callable[[Actor, Job], str]
+DEPLOY_DISPATCHERS: list[DeployDispatcher] = []
+# Told, inside the transaction, about deploy jobs a person canceled before they ran.
+DeployCanceled = Callable[[Actor, Job], None]
+DEPLOY_CANCELED: list[DeployCanceled] = []
 
 
 class NothingToRun(InvalidInput):
@@ -72,6 +83,7 @@ def _planned_jobs(text: str, branch: str) -> list[dict[str, Any]]:
             "stage": job.stage,
             "stage_index": parsed.stages.index(job.stage),
             "needs": list(job.effective_needs),
+            "kind": JobKind.DEPLOY if job.deploys else JobKind.SCRIPT,
             "retry_max": job.retry_max,
             "retry_when": job.retry_when,
             "spec": {
@@ -84,6 +96,7 @@ def _planned_jobs(text: str, branch: str) -> list[dict[str, Any]]:
                 "timeout_seconds": job.timeout_seconds,
                 "when": job.when,
                 "environment": job.environment,
+                "deploy": {"artifact": job.deploy_artifact} if job.deploys else None,
             },
         }
         for job in spec.jobs_for_branch(parsed, branch)
@@ -181,15 +194,14 @@ def advance(actor: Actor, run: Run) -> None:
             )
             if decision == logic.Decision.WAIT:
                 continue
-            job.status = {
-                logic.Decision.QUEUE: JobStatus.QUEUED,
-                logic.Decision.MANUAL: JobStatus.MANUAL,
-                logic.Decision.SKIP: JobStatus.SKIPPED,
-            }[decision]
-            if job.status == JobStatus.QUEUED:
-                job.queued_at = now
-                wakeup.job_queued()
-            job.save(update_fields=["status", "queued_at"])
+            if decision == logic.Decision.QUEUE:
+                _start(actor, job)
+            else:
+                job.status = {
+                    logic.Decision.MANUAL: JobStatus.MANUAL,
+                    logic.Decision.SKIP: JobStatus.SKIPPED,
+                }[decision]
+            job.save(update_fields=["status", "queued_at", "failure_reason", "finished_at"])
             changed = True
     status = logic.run_status(job.status for job in jobs)
     if status == run.status:
@@ -201,6 +213,76 @@ def advance(actor: Actor, run: Run) -> None:
             run.started_at = now
         run.status = status
         run.save(update_fields=["status", "started_at"])
+
+
+def _start(actor: Actor, job: Job) -> None:
+    """Queue a script job for the runners, or hand a deploy job to the deployer."""
+    now = actor.now()
+    job.queued_at = now
+    if job.kind != JobKind.DEPLOY:
+        job.status = JobStatus.QUEUED
+        wakeup.job_queued()
+        return
+    if not DEPLOY_DISPATCHERS:
+        job.status, job.finished_at = JobStatus.FAILED, now
+        job.failure_reason = "deployments are not available on this server"
+        return
+    job.failure_reason = ""
+    job.status = DEPLOY_DISPATCHERS[0](actor, job)
+    if job.status == JobStatus.FAILED:
+        job.finished_at = now
+        events.record(
+            actor,
+            "job.finished",
+            f"job:{job.pk}",
+            {
+                "name": job.name,
+                "stage": job.stage,
+                "status": job.status,
+                "attempt": job.attempt,
+                "run": job.run.number,
+                "exit_code": None,
+                "duration_s": 0.0,
+                "reason": job.failure_reason,
+            },
+            service=job.run.service.slug,
+        )
+
+
+def settle_deploy_job(actor: Actor, job_id: int, status: str, reason: str = "") -> None:
+    """The deployer's word on a deploy job: running, succeeded or failed; the run moves on.
+
+    Call inside the deployer's transaction.
+    """
+    job = Job.objects.select_for_update().select_related("run__service").get(pk=job_id)
+    if job.kind != JobKind.DEPLOY or job.status in logic.FINAL:
+        return
+    now = actor.now()
+    if status == JobStatus.RUNNING:
+        job.status, job.started_at = JobStatus.RUNNING, job.started_at or now
+        job.attempt = max(job.attempt, 1)
+        job.save(update_fields=["status", "started_at", "attempt"])
+        advance(actor, job.run)
+        return
+    job.status, job.finished_at, job.failure_reason = status, now, reason
+    job.save(update_fields=["status", "finished_at", "failure_reason"])
+    events.record(
+        actor,
+        "job.finished",
+        f"job:{job.pk}",
+        {
+            "name": job.name,
+            "stage": job.stage,
+            "status": job.status,
+            "attempt": job.attempt,
+            "run": job.run.number,
+            "exit_code": None,
+            "duration_s": round((now - (job.started_at or now)).total_seconds(), 3),
+            "reason": reason,
+        },
+        service=job.run.service.slug,
+    )
+    advance(actor, job.run)
 
 
 def _finish(actor: Actor, run: Run, status: str, default_branch: str) -> None:
@@ -269,9 +351,16 @@ def cancel_run(actor: Actor, slug: str, number: int) -> Run:
                 JobStatus.MANUAL,
                 JobStatus.WAITING_APPROVAL,
             }:
+                waiting_deploy = job.kind == JobKind.DEPLOY and job.status in {
+                    JobStatus.QUEUED,
+                    JobStatus.WAITING_APPROVAL,
+                }
                 job.status, job.failure_reason = JobStatus.CANCELED, "canceled"
                 job.finished_at = actor.now()
                 job.save(update_fields=["status", "failure_reason", "finished_at"])
+                if waiting_deploy:
+                    for listener in DEPLOY_CANCELED:
+                        listener(actor, job)
             elif job.status == JobStatus.RUNNING:
                 job.cancel_requested = True
                 job.save(update_fields=["cancel_requested"])
@@ -307,10 +396,10 @@ def retry_job(actor: Actor, job_id: int) -> Job:
                 if status != JobStatus.SUCCEEDED
             )
             raise Conflict(f"job {job.name} cannot run yet: it needs {unmet}; retry those first")
-        job.status, job.queued_at = JobStatus.QUEUED, actor.now()
-        wakeup.job_queued()
         job.exit_code, job.failure_reason, job.finished_at = None, "", None
         job.cancel_requested = False
+        _start(actor, job)
+        _refused(job)
         job.save()
         _reopen(actor, job)
         events.record(
@@ -326,14 +415,20 @@ def play_job(actor: Actor, job_id: int) -> Job:
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.status != JobStatus.MANUAL:
             raise Conflict(f"job {job.name} is {job.status}, not waiting for a manual start")
-        job.status, job.queued_at = JobStatus.QUEUED, actor.now()
-        wakeup.job_queued()
-        job.save(update_fields=["status", "queued_at"])
+        _start(actor, job)
+        _refused(job)
+        job.save(update_fields=["status", "queued_at", "failure_reason", "finished_at"])
         _reopen(actor, job)
         events.record(
             actor, "job.played", f"job:{job.pk}", {"name": job.name}, service=job.run.service.slug
         )
     return job
+
+
+def _refused(job: Job) -> None:
+    """A person's start of a deploy job the deployer refuses changes nothing (rolled back)."""
+    if job.status == JobStatus.FAILED:
+        raise Conflict(f"job {job.name} cannot start: {job.failure_reason}")
 
 
 def _reopen(actor: Actor, job: Job) -> None:

@@ -5,6 +5,8 @@ from obeya.pipelines.hooks import list_deliveries, receive_webhook, rotate_webho
 from obeya.pipelines.leases import reap, register_runner
 from obeya.pipelines.polling import poll_due
 from obeya.pipelines.runs import (
+    DEPLOY_CANCELED,
+    DEPLOY_DISPATCHERS,
     RUN_CREATED,
     RUN_FINISHED,
     cancel_run,
@@ -19,10 +21,13 @@ from obeya.pipelines.runs import (
     repository_files,
     retry_job,
     set_pipeline,
+    settle_deploy_job,
 )
 from obeya.pipelines.secrets_store import delete_secret, secret_names, set_secret
 
 __all__ = [
+    "DEPLOY_CANCELED",
+    "DEPLOY_DISPATCHERS",
     "RUN_CREATED",
     "RUN_FINISHED",
     "andon_is_pulled",
@@ -49,4 +54,5 @@ __all__ = [
     "secret_names",
     "set_pipeline",
     "set_secret",
+    "settle_deploy_job",
 ]

@@ -111,7 +111,13 @@ class JobSpec:
     when: str = "on_success"
     branch_globs: tuple[str, ...] = ()
     environment: str | None = None
+    deploy_artifact: str | None = None
     line: int = 0
+
+    @property
+    def deploys(self) -> bool:
+        """Whether Obeya's deployer carries this job out (no runner, no script)."""
+        return self.deploy_artifact is not None
 
     def runs_for_branch(self, branch: str) -> bool:
         """Whether the job's rules let it run for a push to ``branch``."""
@@ -194,6 +200,8 @@ def _read_document(problems: Problems, document: object) -> PipelineSpec | None:
     drafts = _jobs(problems, document)
     spec_graph.check_stages(problems, drafts, stages)
     edges = spec_graph.check_needs(problems, drafts, stages)
+    if not problems.found:
+        spec_graph.check_deploys(problems, drafts, stages, edges)
     if problems.found:
         return None
     return _build(stages, pipeline_variables, drafts, edges)
@@ -284,5 +292,6 @@ def _job(draft: JobDraft, pipeline_variables: dict[str, str]) -> JobSpec:
         when=draft.when,
         branch_globs=tuple(draft.branch_globs),
         environment=draft.environment,
+        deploy_artifact=draft.deploy_artifact,
         line=draft.position[0],
     )

@@ -80,6 +80,64 @@ def check_needs(
     return edges
 
 
+def check_deploys(
+    problems: Problems,
+    drafts: list[JobDraft],
+    stages: Sequence[str],
+    edges: dict[str, list[str]],
+) -> None:
+    """A deploy job's artifact comes from a job that keeps artifacts and runs before it."""
+    by_name = {draft.name: draft for draft in drafts}
+    rank = {stage: index for index, stage in enumerate(stages)}
+    for draft in drafts:
+        name = draft.deploy_artifact
+        if name is None or draft.deploy_position is None:
+            continue
+        source = by_name.get(name)
+        if source is None:
+            hint = did_you_mean(name, by_name) or " in this file"
+            problems.add(
+                draft.deploy_position,
+                f'deploy.artifact of {draft.where} names "{name}", which is not a job{hint}',
+            )
+        elif not source.artifact_paths:
+            problems.add(
+                draft.deploy_position,
+                f'deploy.artifact of {draft.where} names "{name}", which keeps no artifacts: '
+                f"add artifacts: paths: to {name}",
+            )
+        elif name not in _ancestors(draft.name, by_name, rank, edges):
+            problems.add(
+                draft.deploy_position,
+                f'{draft.where} deploys the artifact of "{name}", which does not run before '
+                f"it: put {name} in an earlier stage or in the needs of {draft.name}",
+            )
+
+
+def _ancestors(
+    name: str, by_name: dict[str, JobDraft], rank: dict[str, int], edges: dict[str, list[str]]
+) -> set[str]:
+    """The jobs that finish before ``name`` starts: its needs, or every earlier stage."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        draft = by_name[todo.pop()]
+        if draft.needs is not None:
+            before = edges[draft.name]
+        else:
+            stage = rank.get(draft.stage or "", 0)
+            before = [
+                other.name
+                for other in by_name.values()
+                if other.stage is not None and rank[other.stage] < stage
+            ]
+        for other in before:
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
 def _check_cycles(problems: Problems, drafts: list[JobDraft], edges: dict[str, list[str]]) -> None:
     declared = {draft.name: index for index, draft in enumerate(drafts)}
     for group in _strongly_connected(list(declared), edges):

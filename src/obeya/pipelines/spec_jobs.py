@@ -34,6 +34,7 @@ JOB_KEYS = (
     "when",
     "rules",
     "environment",
+    "deploy",
 )
 WHEN = ("on_success", "on_failure", "always", "manual")
 RETRY_WHEN = ("always", "infrastructure")
@@ -70,6 +71,8 @@ class JobDraft:
     when: str = "on_success"
     branch_globs: list[str] = field(default_factory=list)
     environment: str | None = None
+    deploy_artifact: str | None = None
+    deploy_position: Position | None = None
 
     @property
     def where(self) -> str:
@@ -89,10 +92,12 @@ def read_job(problems: Problems, jobs: CommentedMap, name: str) -> JobDraft:
             f"{draft.where} must be a mapping of settings, not {kind(body)}",
         )
         return draft
-    if "script" not in body:
+    if "script" not in body and "deploy" not in body:
         problems.add(
             draft.position, f"{draft.where} has no script: add script: with at least one command"
         )
+    if "deploy" in body:
+        _deploy_shape(problems, body, draft)
     for key in string_keys(problems, body, JOB_KEYS, f"in {draft.where}"):
         if body[key] is None and key != "variables":
             problems.add(
@@ -271,6 +276,54 @@ def _environment(problems: Problems, body: CommentedMap, draft: JobDraft) -> Non
         draft.environment = value
 
 
+def _deploy(problems: Problems, body: CommentedMap, draft: JobDraft) -> None:
+    value = _settings(problems, body, draft, "deploy", ("artifact",), "{artifact: package}")
+    draft.deploy_position = value_position(body, "deploy")
+    if value is None:
+        return
+    if "artifact" not in value:
+        problems.add(
+            draft.deploy_position,
+            f"deploy of {draft.where} has no artifact: add artifact: with the name of the "
+            "earlier job whose artifact it deploys",
+        )
+        return
+    artifact = value["artifact"]
+    position = value_position(value, "artifact")
+    if artifact is None:
+        return  # reported by _settings as empty
+    if not isinstance(artifact, str):
+        problems.add(
+            position, f"deploy.artifact of {draft.where} must be a job name, not {kind(artifact)}"
+        )
+        return
+    draft.deploy_artifact = artifact
+    draft.deploy_position = position
+
+
+def _deploy_shape(problems: Problems, body: CommentedMap, draft: JobDraft) -> None:
+    """A deploy job is carried out by Obeya's deployer: no script, and an environment."""
+    where = key_position(body, "deploy")
+    if "environment" not in body:
+        problems.add(
+            where,
+            f"{draft.where} deploys but names no environment: add environment: with the "
+            "environment it deploys to",
+        )
+    if "script" in body:
+        problems.add(
+            key_position(body, "script"),
+            f"{draft.where} deploys, so it runs no script: remove script (the environment's "
+            "hooks run on the target, see docs/deployments.md)",
+        )
+    for key in ("artifacts", "reports", "runs_on"):
+        if key in body:
+            problems.add(
+                key_position(body, key),
+                f"{key} does not apply to {draft.where}, which deploys: remove it",
+            )
+
+
 def _settings(
     problems: Problems,
     body: CommentedMap,
@@ -315,4 +368,5 @@ _READERS: dict[str, Callable[[Problems, CommentedMap, JobDraft], None]] = {
     "when": _when,
     "rules": _rules,
     "environment": _environment,
+    "deploy": _deploy,
 }
