@@ -84,6 +84,13 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "and is retried. Runners heartbeat every third of it.",
     ),
     Setting(
+        "OBEYA_DEPLOYERS",
+        "1",
+        "Number of deployer threads `obeya serve` starts (0 for none). Each carries out one "
+        "deployment at a time; an environment takes one deployment at a time whatever the "
+        "count, through a database lease, also across several servers.",
+    ),
+    Setting(
         "OBEYA_URL",
         "",
         "CLI only: the server the API-client commands talk to; overrides the saved login.",
@@ -184,6 +191,7 @@ CSRF_TRUSTED_ORIGINS = _split(setting("OBEYA_CSRF_TRUSTED_ORIGINS"))
 DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DIR)}
 OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
 OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
+OBEYA_DEPLOYERS = _whole_number("OBEYA_DEPLOYERS")
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -196,6 +204,7 @@ INSTALLED_APPS = [
     "obeya.pipelines",
     "obeya.backlog",
     "obeya.board",
+    "obeya.deploy",
     "obeya.web",
 ]
 

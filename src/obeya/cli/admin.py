@@ -35,9 +35,11 @@ def serve(
         raise typer.Exit(_get_once(get))
     from django.conf import settings
 
+    from obeya.deploy import deployer
     from obeya.pipelines import background
 
     extras = background.start(host, port, settings.OBEYA_RUNNERS)
+    deployers_stop, _ = deployer.start(settings.OBEYA_DEPLOYERS)
     runners = settings.OBEYA_RUNNERS
     typer.echo(
         f"Obeya serving on http://{host}:{port}/ with {runners} embedded runner(s)"
@@ -46,6 +48,7 @@ def serve(
     try:
         _serve(host, port)
     finally:
+        deployers_stop.set()
         extras.shutdown()
 
 

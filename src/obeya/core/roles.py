@@ -45,6 +45,7 @@ class Permission(StrEnum):
     RESET_ANDON = "andon.reset"
     CONFIGURE_ENVIRONMENTS = "deploy.configure"
     DEPLOY = "deploy.run"
+    DEPLOY_PROTECTED = "deploy.run_protected"
     APPROVE = "deploy.approve"
     OPERATE = "ops.operate"
     CONFIGURE_MONITORING = "ops.configure"
@@ -66,6 +67,8 @@ ROLE_PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.RESET_ANDON: frozenset({Role.SERVICE_MASTER, Role.DEVOPS_ENGINEER}),
     Permission.CONFIGURE_ENVIRONMENTS: frozenset({Role.SERVICE_MASTER, Role.DEVOPS_ENGINEER}),
     Permission.DEPLOY: frozenset({Role.DEVOPS_ENGINEER, Role.DEVELOPER, Role.OPERATOR}),
+    # Developers deploy to non-protected environments only (§2.1.1).
+    Permission.DEPLOY_PROTECTED: frozenset({Role.DEVOPS_ENGINEER, Role.OPERATOR}),
     Permission.APPROVE: frozenset({Role.GATEKEEPER}),
     Permission.OPERATE: frozenset(
         {Role.OPERATOR, Role.RELIABILITY_ENGINEER, Role.DEVOPS_ENGINEER, Role.SERVICE_MASTER}

@@ -250,7 +250,8 @@ def _start(actor: Actor, job: Job) -> None:
 
 
 def settle_deploy_job(actor: Actor, job_id: int, status: str, reason: str = "") -> None:
-    """The deployer's word on a deploy job: running, succeeded or failed; the run moves on.
+    """The deployer's word on a deploy job (queued, running, succeeded, failed, canceled);
+    the run moves on.
 
     Call inside the deployer's transaction.
     """
@@ -258,6 +259,10 @@ def settle_deploy_job(actor: Actor, job_id: int, status: str, reason: str = "") 
     if job.kind != JobKind.DEPLOY or job.status in logic.FINAL:
         return
     now = actor.now()
+    if status == JobStatus.QUEUED:  # approved: waits for the environment now
+        job.status = JobStatus.QUEUED
+        job.save(update_fields=["status"])
+        return
     if status == JobStatus.RUNNING:
         job.status, job.started_at = JobStatus.RUNNING, job.started_at or now
         job.attempt = max(job.attempt, 1)

@@ -1,0 +1,79 @@
+"""Health checks after a switch: an HTTP URL or a command, judged over a warm-up window."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from obeya.deploy.logic import WarmUp
+from obeya.deploy.targets import Host, LogLine
+
+HTTP_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+
+
+def host_address(host: Host) -> str:
+    """The address a health URL's ``{host}`` stands for (the SSH host without its port)."""
+    name = host.name
+    if name == "local":
+        return "127.0.0.1"
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+
+
+def check_once(
+    health: Mapping[str, Any], host: Host, env: Mapping[str, str], log: LogLine
+) -> tuple[bool, str]:
+    """One check: (healthy, what was seen)."""
+    if health.get("kind") == "http":
+        url = str(health["url"]).replace("{host}", host_address(host))
+        expected = int(health.get("expect_status", 200))
+        try:
+            response = httpx.get(url, timeout=HTTP_TIMEOUT_S, follow_redirects=False)
+        except httpx.HTTPError as error:
+            return False, f"GET {url}: {type(error).__name__}: {error}"
+        if response.status_code != expected:
+            return False, f"GET {url}: HTTP {response.status_code}, expected {expected}"
+        contains = health.get("contains")
+        if contains and str(contains) not in response.text:
+            return False, f"GET {url}: body lacks {contains!r}"
+        return True, f"GET {url}: HTTP {response.status_code}"
+    lines: list[str] = []
+    code = host.run(
+        str(health["command"]),
+        env,
+        f"{host.root}/current",
+        float(health.get("timeout_s", COMMAND_TIMEOUT_S)),
+        lines.append,
+    )
+    for line in lines[-5:]:
+        log(f"  {line}")
+    return code == 0, f"command exit code {code}"
+
+
+def warm_up(
+    health: Mapping[str, Any],
+    host: Host,
+    env: Mapping[str, str],
+    *,
+    window_s: float,
+    passes: int,
+    interval_ms: int,
+    log: LogLine,
+) -> tuple[bool, str]:
+    """Check until ``passes`` checks in a row pass, or the window closes: (healthy, why)."""
+    if not health:
+        log("no health check is configured: the release is taken as healthy")
+        return True, "no health check configured"
+    judge = WarmUp(passes=passes, window_s=window_s, started=time.monotonic())
+    while True:
+        healthy, seen = check_once(health, host, env, log)
+        judge.record(healthy, seen)
+        log(f"health {judge.checks}: {'pass' if healthy else 'FAIL'} — {seen}")
+        if judge.passed:
+            return True, judge.verdict()
+        if judge.expired(time.monotonic()):
+            return False, judge.verdict()
+        time.sleep(interval_ms / 1000)
