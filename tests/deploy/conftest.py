@@ -74,7 +74,9 @@ class Shop:
         claim = leases.claim(self.runner)
         assert claim is not None and claim.job.name == "package"
         archive = release_tar({"VERSION": f"{version}\n", "STATUS": f"{status}\n"})
-        artifacts.upload(self.runner, claim.job.pk, claim.lease_token, "package", io.BytesIO(archive))
+        artifacts.upload(
+            self.runner, claim.job.pk, claim.lease_token, "package", io.BytesIO(archive)
+        )
         leases.complete(self.runner, claim.job.pk, claim.lease_token, "succeeded", 0)
         run.refresh_from_db()
         return run
