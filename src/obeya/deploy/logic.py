@@ -35,6 +35,13 @@ def newness(candidate: Candidate) -> tuple[float, int, int]:
     return (stamp, candidate.run_number, candidate.id)
 
 
+def commit_order(candidate: Candidate) -> tuple[float, int]:
+    """Which commit is newer: the later commit time, then the later run (git's commit times
+    have one-second resolution, so commits made together tie on time)."""
+    stamp, run_number, _ = newness(candidate)
+    return stamp, run_number
+
+
 def choose_next(
     queued: Iterable[Candidate], current: Candidate | None
 ) -> tuple[Candidate | None, list[Candidate]]:
@@ -56,7 +63,7 @@ def choose_next(
         current is not None
         and current.kind != "rollback"
         and winner.sha != current.sha
-        and newness(winner)[0] < newness(current)[0]
+        and commit_order(winner) < commit_order(current)
     ):
         return None, ordered
     return winner, older
@@ -71,8 +78,13 @@ def approval_state(required: int, decisions: Iterable[str]) -> str:
 
 
 def release_name(now: datetime, deployment_id: int) -> str:
-    """A release's directory name: sortable by time, unique by deployment."""
-    return f"{now:%Y%m%dT%H%M%S}-d{deployment_id}"
+    """A release's directory name: sortable by time, unique by deployment.
+
+    Names sort in the order releases were made, which retention and the default rollback
+    rely on; the microseconds keep that true for releases made within the same second
+    (``-d10`` sorts before ``-d9``).
+    """
+    return f"{now:%Y%m%dT%H%M%S.%f}-d{deployment_id}"
 
 
 def to_archive(release_ids: Iterable[str], keep: int, protected: Iterable[str]) -> list[str]:
