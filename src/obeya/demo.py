@@ -19,6 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 import obeya
+from obeya import demo_deploy
 from obeya.catalog import services as catalog
 from obeya.core import services as core
 from obeya.core.actors import Actor
@@ -221,6 +222,7 @@ def _hello_repository(echo: Callable[[str], None]) -> Path | None:
     source.write_text(source.read_text().replace(old, new))
     _commit(repo, "Shout the greeting (breaks the unit tests)", "bob", "2 hours ago")
     git("checkout", "-q", "main", cwd=repo)
+    demo_deploy.release_branch(repo, _commit)
     return repo
 
 
@@ -427,6 +429,7 @@ def load(echo: Callable[[str], None] = print) -> Credentials:
         except NotFound:
             _load_service(spec, start_days_ago=90 - index * 15)
             echo(f"  service {spec.slug}")
+    demo_deploy.environments(echo)
     _hello_pipeline(echo)
     _hello_backlog(echo)
     return Credentials(ADMIN, password)

@@ -80,7 +80,13 @@ def demo(
     )
     typer.echo("")
     if serve:
-        admin.serve(host=host, port=port, no_runners=False, get=None)
+        from obeya import demo_deploy
+
+        director = demo_deploy.start_director()  # plays the gatekeeper and the developer
+        try:
+            admin.serve(host=host, port=port, no_runners=False, get=None)
+        finally:
+            director.set()
 
 
 def run() -> None:
