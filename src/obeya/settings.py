@@ -91,6 +91,14 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "count, through a database lease, also across several servers.",
     ),
     Setting(
+        "OBEYA_OUTBOUND_ALLOW",
+        "loopback",
+        "Where monitors, health checks and notification webhooks may connect: comma-separated "
+        "`loopback`, host names and CIDR networks (10.0.0.0/8). Hosts of a service's own "
+        "environments are added for its monitors. Link-local addresses (169.254.169.254) are "
+        "never allowed.",
+    ),
+    Setting(
         "OBEYA_URL",
         "",
         "CLI only: the server the API-client commands talk to; overrides the saved login.",
@@ -192,6 +200,7 @@ DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DI
 OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
 OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
 OBEYA_DEPLOYERS = _whole_number("OBEYA_DEPLOYERS")
+OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
 
 INSTALLED_APPS = [
     "django.contrib.auth",
