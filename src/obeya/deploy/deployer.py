@@ -33,6 +33,7 @@ from obeya.pipelines import services as pipelines
 
 log = logging.getLogger("obeya.deploy")
 IDLE_WAIT_S = 0.5
+JOB_REASON_LIMIT = 200  # a pipeline job's failure_reason column
 _wakeup = threading.Event()
 JOB_STATUS = {
     DeploymentStatus.QUEUED: "queued",
@@ -174,8 +175,17 @@ def settle(
     )
     if deployment.job_id and status in JOB_STATUS:
         pipelines.settle_deploy_job(
-            actor, deployment.job_id, JOB_STATUS[DeploymentStatus(status)], deployment.reason
+            actor,
+            deployment.job_id,
+            JOB_STATUS[DeploymentStatus(status)],
+            _shortened(deployment.reason, JOB_REASON_LIMIT),
         )
+
+
+def _shortened(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked when cut (the full reason stays on the
+    deployment)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---- choosing and claiming ---------------------------------------------------------------
@@ -232,7 +242,8 @@ def _claim(actor: Actor, environment_id: int) -> Lease | None:
         if environment.lease_token:
             return None  # expired: recover_lost() resolves the holder first
         queued = list(
-            Deployment.objects.select_for_update()
+            # of=self: PostgreSQL cannot lock the nullable side of the outer join to run
+            Deployment.objects.select_for_update(of=("self",))
             .filter(environment=environment, status=DeploymentStatus.QUEUED)
             .select_related("run", "service", "environment")
         )
