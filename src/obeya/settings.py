@@ -130,8 +130,9 @@ def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
             "NAME": str(data_dir / "obeya.sqlite3"),
             # IMMEDIATE takes the write lock at BEGIN, so two writers queue instead of one
             # failing on a lock upgrade; FULL makes a commit survive power loss (A1).
-            # Tests use a file too (not :memory:), so concurrency tests see real locking.
-            "TEST": {"NAME": str(data_dir / "test.sqlite3")},
+            # Tests use a file too (not :memory:), so concurrency tests see real locking;
+            # one per test process, so two test runs on one checkout never share it.
+            "TEST": {"NAME": str(data_dir / f"test-{os.getpid()}.sqlite3")},
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
@@ -214,6 +215,7 @@ INSTALLED_APPS = [
     "obeya.backlog",
     "obeya.board",
     "obeya.deploy",
+    "obeya.ops",
     "obeya.web",
 ]
 

@@ -40,6 +40,10 @@ def serve(
 
     extras = background.start(host, port, settings.OBEYA_RUNNERS)
     deployers_stop, _ = deployer.start(settings.OBEYA_DEPLOYERS)
+    from obeya.ops import reactor, scheduler
+
+    monitors_stop, _ = scheduler.start()
+    incidents_stop, _ = reactor.start()
     runners = settings.OBEYA_RUNNERS
     typer.echo(
         f"Obeya serving on http://{host}:{port}/ with {runners} embedded runner(s)"
@@ -48,7 +52,8 @@ def serve(
     try:
         _serve(host, port)
     finally:
-        deployers_stop.set()
+        for stop in (deployers_stop, monitors_stop, incidents_stop):
+            stop.set()
         extras.shutdown()
 
 

@@ -1,0 +1,116 @@
+"""The monitor scheduler inside `obeya serve`: claims due checks, runs them in a pool.
+
+Each due monitor is claimed with a conditional update of its row (due, not claimed or
+claim expired), so with several server processes each check runs once per tick. Checks
+run in a thread pool and each is cut at its own timeout, so a hanging one never delays
+the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections
+from django.db.models import Q
+
+from obeya.core.actors import Actor, system_actor
+from obeya.ops import checks, services
+from obeya.ops.models import Monitor
+
+log = logging.getLogger("obeya.ops")
+TICK_S = 0.25
+BATCH = 200
+CLAIM_SLACK_S = 5.0
+POOL_SIZE = 32
+
+
+def next_due(due: datetime, interval_s: int, now: datetime) -> datetime:
+    """The next time on the monitor's own rhythm, skipping ticks that were missed."""
+    step = timedelta(seconds=interval_s)
+    following = due + step
+    if following <= now:
+        missed = int((now - following) / step) + 1
+        following += missed * step
+    return following
+
+
+def claim_due(actor: Actor) -> list[tuple[Monitor, datetime]]:
+    """Claim the monitors that are due now; each with the time it was due."""
+    now = actor.now()
+    due = (
+        Monitor.objects.filter(enabled=True, next_due_at__lte=now)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_due_at")
+        .values_list("pk", "next_due_at", "interval_s", "timeout_s")[:BATCH]
+    )
+    claimed = []
+    for pk, due_at, interval_s, timeout_s in list(due):
+        token = secrets.token_hex(8)
+        taken = (
+            Monitor.objects.filter(pk=pk, next_due_at=due_at)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+            .update(
+                claim_token=token,
+                claimed_until=now + timedelta(seconds=timeout_s + CLAIM_SLACK_S),
+                next_due_at=next_due(due_at, interval_s, now),
+            )
+        )
+        if taken:
+            claimed.append((Monitor.objects.select_related("service").get(pk=pk), due_at))
+    return claimed
+
+
+def run_check(monitor: Monitor, due_at: datetime, clock: Actor | None = None) -> None:
+    actor = clock or system_actor()
+    try:
+        lateness = max((actor.now() - due_at).total_seconds() * 1000, 0.0)
+        if monitor.kind == "http":
+            outcome = checks.http_check(
+                monitor.url,
+                services.outbound_policy(monitor.service),
+                monitor.timeout_s,
+                monitor.expect_status,
+                monitor.contains,
+            )
+        else:
+            env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+            env.update(OBEYA_SERVICE=monitor.service.slug, OBEYA_ENVIRONMENT=monitor.environment)
+            outcome = checks.command_check(monitor.command, monitor.timeout_s, env)
+        services.record_result(
+            actor, monitor.pk, outcome.ok, outcome.latency_ms, outcome.detail, lateness
+        )
+        Monitor.objects.filter(pk=monitor.pk).update(claimed_until=None, claim_token="")
+    except Exception:  # one broken check must not stop the others
+        log.exception("monitor %s: check failed to run", monitor.pk)
+
+
+def _pooled(monitor: Monitor, due_at: datetime) -> None:
+    try:
+        run_check(monitor, due_at)
+    finally:
+        close_old_connections()  # this pool thread's connection, not the caller's
+
+
+def _loop(stop: threading.Event) -> None:
+    with ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="monitor") as pool:
+        while not stop.wait(TICK_S):
+            try:
+                close_old_connections()
+                for monitor, due_at in claim_due(system_actor()):
+                    pool.submit(_pooled, monitor, due_at)
+            except Exception:
+                log.exception("monitor scheduler tick failed")
+            finally:
+                close_old_connections()
+
+
+def start() -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=_loop, args=(stop,), name="monitors", daemon=True)
+    thread.start()
+    return stop, thread
