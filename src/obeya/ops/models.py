@@ -172,3 +172,91 @@ class IncidentCause(models.Model):
 
     def __str__(self) -> str:
         return f"INC {self.incident_id} ← deployment {self.deployment_id}"
+
+
+class Slo(models.Model):
+    """A service level objective over a rolling window, measured by a monitor's checks.
+
+    Availability: the share of checks that passed. Latency: the share of checks that
+    answered within ``latency_threshold_ms``. The error budget is what the objective
+    leaves: at 99.9 % over 30 days, 0.1 % of the checks may fail.
+    """
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="slos")
+    name = models.CharField(max_length=63)
+    kind = models.CharField(max_length=12)  # availability | latency
+    objective_percent = models.FloatField()
+    window_days = models.PositiveIntegerField(default=30)
+    latency_threshold_ms = models.FloatField(null=True, blank=True)
+    monitor = models.ForeignKey(Monitor, on_delete=models.PROTECT, related_name="slos")
+    story = models.CharField(max_length=20, blank=True)  # the operation story it came from
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["service", "name"]
+        constraints = [models.UniqueConstraint(fields=["service", "name"], name="ops_slo_name")]
+
+    def __str__(self) -> str:
+        return f"{self.service_id}/{self.name}"
+
+
+class Postmortem(models.Model):
+    """The blameless review of an incident (§1.1.1): what happened and what we change."""
+
+    incident = models.OneToOneField(Incident, on_delete=models.CASCADE, related_name="postmortem")
+    summary = models.TextField()
+    impact = models.TextField()
+    timeline = models.TextField(blank=True)  # pre-filled from the incident, editable
+    factors = models.JSONField(default=list)  # contributing factors: more than one
+    went_well = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"postmortem of {self.incident}"
+
+
+class FollowUp(models.Model):
+    """A postmortem's action, kept as a change request in the backlog (its key)."""
+
+    postmortem = models.ForeignKey(Postmortem, on_delete=models.CASCADE, related_name="actions")
+    title = models.CharField(max_length=200)
+    story_key = models.CharField(max_length=20, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Problem(models.Model):
+    """The cause shared by several incidents: known error, workaround, root-cause notes."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="problems")
+    number = models.PositiveIntegerField()
+    title = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, default="open")  # open|known_error|resolved
+    known_error = models.TextField(blank=True)
+    workaround = models.TextField(blank=True)
+    analysis = models.TextField(blank=True)
+    incidents = models.ManyToManyField(Incident, blank=True, related_name="problems")
+    change_requests = models.JSONField(default=list)  # story keys
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["service", "number"], name="ops_problem_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service_id} PRB-{self.number}"
+
+    @property
+    def key(self) -> str:
+        return f"PRB-{self.number}"
