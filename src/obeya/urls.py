@@ -9,4 +9,5 @@ api = build_api()
 urlpatterns = [
     path("api/", api.urls),
     path("", include("obeya.web.urls")),
+    path("", include("obeya.deploy.urls")),
 ]

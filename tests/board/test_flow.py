@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from obeya.backlog import services as backlog
-from obeya.board import flow, flow_queries
+from obeya.board import flow, flow_api, flow_queries, flow_store
 from obeya.board import services as board
 from obeya.catalog import services as catalog
 from obeya.core.actors import Actor
@@ -313,10 +313,10 @@ def test_another_services_events_change_nothing(mine, theirs, window):
     n = next(slugs)
     slug, other = f"mine-{n}", f"theirs-{n}"
     insert(slug, mine)
-    alone = flow.flow_metrics(flow_queries.story_events(slug), COLUMNS, window)
+    alone = flow.flow_metrics(flow_store.story_events(slug), COLUMNS, window)
     insert(other, theirs)  # the same keys S-1, S-2 … on another board
     insert(slug + "x", theirs)  # and a slug that starts like ours
-    together = flow.flow_metrics(flow_queries.story_events(slug), COLUMNS, window)
+    together = flow.flow_metrics(flow_store.story_events(slug), COLUMNS, window)
     assert together == alone == flow.flow_metrics(mine, COLUMNS, window)
 
 
@@ -324,7 +324,7 @@ def test_another_services_events_change_nothing(mine, theirs, window):
 def test_event_times_come_back_to_the_microsecond():
     moment = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
     insert("exact", [flow.StoryEvent(moment, 1, flow.CREATED, "S-1")])
-    [event] = flow_queries.story_events("exact")
+    [event] = flow_store.story_events("exact")
     assert event.at == moment and event.at.utcoffset() == timedelta(0)
 
 
@@ -436,3 +436,19 @@ def test_the_charts_partial_points_at_the_api():
         assert f'data-flow-chart="{chart}"' in html and f'data-flow-table="{chart}"' in html
     assert html.count("<details>") == 4
     assert "web/vendor/chart-4.6.1.umd.min.js" in html and "web/flow-charts.js" in html
+
+
+def test_the_api_body_is_what_the_schema_would_write(pay, alice, api_for):
+    """The flow JSON skips the response schema's validation for speed: it must not differ."""
+    import json
+
+    from ninja.responses import NinjaJSONEncoder
+
+    from obeya.board.flow_api import FlowOut
+
+    metrics = flow_queries.service_flow(pay, days=3650)
+    validated = FlowOut.model_validate(flow_api.flow_body(metrics)).model_dump()
+    assert flow_api.flow_json(metrics) == json.dumps(validated, cls=NinjaJSONEncoder)
+    served = api_for(alice, "read").get(f"/services/{pay}/flow?days=3650").body
+    assert served["window"].pop("end") and validated["window"].pop("end")  # now, twice
+    assert served == json.loads(json.dumps(validated, cls=NinjaJSONEncoder))

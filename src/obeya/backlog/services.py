@@ -5,7 +5,7 @@ Each change is one transaction with its event. The board reads stories through h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import transaction
@@ -20,11 +20,14 @@ from obeya.catalog.models import Service
 from obeya.core import events
 from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
-from obeya.core.models import User
+from obeya.core.models import Event, User
 from obeya.core.roles import Permission
 
 RANK_GAP = 1024
 EDITABLE = ("title", "description", "estimate", "labels", "assignees", "details")
+# Called with each story event just recorded, in its transaction (the board keeps its
+# stored flow this way); registered by the listening app's ready().
+STORY_EVENT_LISTENERS: list[Callable[[Story, Event], None]] = []
 
 
 def _invalid(problem: kinds.DetailProblem) -> InvalidInput:
@@ -32,13 +35,15 @@ def _invalid(problem: kinds.DetailProblem) -> InvalidInput:
 
 
 def story_event(actor: Actor, story: Story, kind: str, data: dict[str, Any]) -> None:
-    events.record(
+    event = events.record(
         actor,
         kind,
         f"story:{story.service.slug}/{story.key}",
         {"key": story.key, "kind": story.kind, "title": story.title, **data},
         service=story.service.slug,
     )
+    for listener in STORY_EVENT_LISTENERS:
+        listener(story, event)
 
 
 # ---- reading ---------------------------------------------------------------------------

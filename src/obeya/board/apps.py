@@ -7,7 +7,12 @@ class BoardConfig(AppConfig):
     verbose_name = "Board"
 
     def ready(self) -> None:
+        from obeya.backlog import services as backlog
+        from obeya.board import flow_store
         from obeya.web import context
+
+        if flow_store.fold_story_event not in backlog.STORY_EVENT_LISTENERS:
+            backlog.STORY_EVENT_LISTENERS.append(flow_store.fold_story_event)
 
         suffixes = [tab.suffix for tab in context.SERVICE_TABS]
         if "board/" not in suffixes:

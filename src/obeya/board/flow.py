@@ -16,10 +16,17 @@ Definitions (pinned down by tests/board/test_flow.py):
 - Cumulative flow: per day, the cards in each column or any column after it. Bands are
   taken from where the cards are at the end of the day, so the gap between two bands is
   that column's WIP and a card moved back leaves the later bands. A card in a column no
-  longer on the board (renamed or removed) counts in no column until it moves again.
+  longer on the board (removed) counts in no column until it moves again.
+- A renamed column stays the same column: from the rename on, its cards (and its history
+  of every earlier day) count under its new name. A name freed by a rename may later be
+  given to another column; events name columns as they were called at the time.
 
 Days and weeks are calendar days in the window's time zone. Events are ordered by time,
 then by ``seq`` (the event id), so the input order never matters.
+
+Every metric reads one ``Ledger``: the events folded in order by ``step``, one at a time.
+The board keeps the same fold in its stored flow tables as each event is recorded
+(``board.flow_store``), so a busy board's metrics need no replay of its whole history.
 """
 
 from __future__ import annotations
@@ -27,26 +34,26 @@ from __future__ import annotations
 import math
 import statistics
 from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import NamedTuple
 
 CREATED = "story.created"
 MOVED = "story.moved"
-_NEVER = datetime.max.replace(tzinfo=UTC)
+RENAMED = "column.renamed"  # read from a board.column_configured event that renamed one
 
 
 class StoryEvent(NamedTuple):
-    """A ``story.created`` or ``story.moved`` event, reduced to what flow needs.
+    """A ``story.created`` or ``story.moved`` event, or a column rename, as flow needs it.
 
     A tuple, so that sorting a list of them orders by time then ``seq`` with no key function.
+    For a rename (``RENAMED``), ``key`` is the column's old name and ``to`` its new one.
     """
 
     at: datetime
     seq: int  # the event id: orders events that share a timestamp
-    kind: str  # CREATED or MOVED
+    kind: str  # CREATED, MOVED or RENAMED
     key: str  # the story key, S-12
     to: str = ""  # the column entered (moves only)
     starts_work: bool = False  # that column started work when the card entered it
@@ -90,7 +97,7 @@ class Window:
         return self.midnight(self.first_day)
 
     def midnight(self, day: date) -> datetime:
-        return datetime.combine(day, time(), tzinfo=self.tz)
+        return midnight(day, self.tz)
 
     def day_list(self) -> list[date]:
         return [self.first_day + timedelta(days=n) for n in range(self.days)]
@@ -186,49 +193,149 @@ def _time_of(event: StoryEvent) -> datetime:
     return event.at
 
 
-def replay(events: Iterable[StoryEvent], columns: Sequence[BoardColumn], window: Window) -> Replay:
-    """Play the events up to ``window.now`` in order, snapshotting the columns each midnight."""
-    if not columns:
-        raise ValueError("a board needs at least one column to replay its flow")
-    first = columns[0].name
-    names = [column.name for column in columns]
-    # In UTC, like the events: datetimes that share their tzinfo compare fastest.
-    ends = [window.midnight(day + timedelta(days=1)).astimezone(UTC) for day in window.day_list()]
+def midnight(day: date, tz: tzinfo) -> datetime:
+    """The start of ``day`` in ``tz``: where the window's days begin and end."""
+    return datetime.combine(day, time(), tzinfo=tz)
+
+
+def day_of(at: datetime, tz: tzinfo) -> date:
+    """The day of ``tz`` that holds ``at``, bounded by ``midnight`` as the window's days are
+    (they differ from the wall-clock date only where a clock change crosses midnight)."""
+    day = at.astimezone(tz).date()
+    if at >= midnight(day + timedelta(days=1), tz):
+        return day + timedelta(days=1)
+    if at < midnight(day, tz):
+        return day - timedelta(days=1)
+    return day
+
+
+def step(
+    story: StoryFlow | None, event: StoryEvent, first: str
+) -> tuple[StoryFlow, str | None, str | None]:
+    """Fold one story event into its story: the story after it, the column its card left
+    and the column it entered (None for none).
+
+    ``story`` (None: not seen yet) changes in place. ``first`` is the board's first column,
+    where the card of a new story starts.
+    """
+    at, _, kind, key, to, starts_work, done = event
+    if kind == CREATED:
+        if story is not None:
+            return story, None, None  # created twice: the first creation counts
+        return StoryFlow(key, at, first), None, first
+    left = None
+    if story is None:  # its creation is missing: it appears where it moved to
+        story = StoryFlow(key, at, to)
+    else:
+        left = story.column
+    story.column = to
+    if starts_work and story.started_at is None:
+        story.started_at = at
+    if done and not story.done:
+        story.done_at = at
+    story.done = done
+    return story, left, to
+
+
+@dataclass
+class Ledger:
+    """A board's flow folded from its events: each story, the cards per column now, and
+    at the end of each day that saw an event (days in order). ``first``: the name of the
+    board's first column as of the last event."""
+
+    first: str
+    stories: dict[str, StoryFlow] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    days: dict[date, dict[str, int]] = field(default_factory=dict)
+
+    def rename(self, old: str, new: str) -> None:
+        """A column renamed: its cards, and its count on every day so far, follow the name."""
+        if old == new:
+            return
+        for counts in (self.counts, *self.days.values()):
+            if old in counts:
+                counts[new] = counts.get(new, 0) + counts.pop(old)
+        for story in self.stories.values():
+            if story.column == old:
+                story.column = new
+        if self.first == old:
+            self.first = new
+
+
+def first_name_at_start(events: Sequence[StoryEvent], first: str) -> str:
+    """The name the first column (called ``first`` after ``events``) had before them."""
+    for event in reversed(events):
+        if event.kind == RENAMED and event.to == first:
+            first = event.key
+    return first
+
+
+def ledger(
+    events: Iterable[StoryEvent], first: str, tz: tzinfo, *, until: datetime | None = None
+) -> Ledger:
+    """Fold the events up to ``until`` (all by default) in order; ``first`` is the name of the
+    board's first column after them, days are calendar days in ``tz``."""
     ordered = sorted(events)
-    seen = ordered[: bisect_right(ordered, window.now, key=_time_of)]
-    result = Replay()
-    stories = result.stories
-    counts: defaultdict[str, int] = defaultdict(int, dict.fromkeys(names, 0))
-    next_end, end = 0, ends[0]
+    if until is not None:
+        ordered = ordered[: bisect_right(ordered, until, key=_time_of)]
+    result = Ledger(first_name_at_start(ordered, first))
+    stories, counts, days = result.stories, result.counts, result.days
+    day: date | None = None
+    end = datetime.min.replace(tzinfo=UTC)  # when the day being folded ends, in UTC
     # The hot loop of a busy board (200,000 moves): tuples unpacked, no attribute lookups.
-    for at, _, kind, key, to, starts_work, done in seen:
-        while at >= end:
-            result.daily.append({name: counts[name] for name in names})
-            next_end += 1
-            end = ends[next_end] if next_end < len(ends) else _NEVER
-        story = stories.get(key)
-        if kind == CREATED:
-            if story is None:
-                stories[key] = StoryFlow(key, at, first)
-                counts[first] += 1
+    for event in ordered:
+        at, _, kind, key, to, _, _ = event
+        if at >= end:
+            if day is not None:
+                days[day] = dict(counts)
+            day = day_of(at, tz)
+            end = midnight(day + timedelta(days=1), tz).astimezone(UTC)
+        if kind == RENAMED:
+            result.rename(key, to)
             continue
-        if story is None:  # its creation is missing: it appears where it moved to
-            story = stories[key] = StoryFlow(key, at, to)
-        else:
-            counts[story.column] -= 1
-        story.column = to
-        counts[to] += 1
-        if starts_work and story.started_at is None:
-            story.started_at = at
-        if done and not story.done:
-            story.done_at = at
-        story.done = done
-    while len(result.daily) < len(ends):
-        result.daily.append({name: counts[name] for name in names})
+        story, left, entered = step(stories.get(key), event, result.first)
+        stories[key] = story
+        if left is not None:
+            counts[left] -= 1
+        if entered is not None:
+            counts[entered] = counts.get(entered, 0) + 1
+    if day is not None:
+        days[day] = dict(counts)
+    return result
+
+
+def end_of_days(
+    days: Iterable[tuple[date, Mapping[str, int]]], names: Sequence[str], window: Window
+) -> list[dict[str, int]]:
+    """Cards per column (of ``names``) at the end of each window day, from the counts at the
+    end of each day that saw an event, in order: a day without one keeps the day before's."""
+    pending = iter(days)
+    upcoming = next(pending, None)
+    current: Mapping[str, int] = {}
+    daily = []
+    for day in window.day_list():
+        while upcoming is not None and upcoming[0] <= day:
+            current = upcoming[1]
+            upcoming = next(pending, None)
+        daily.append({name: current.get(name, 0) for name in names})
+    return daily
+
+
+def replay_of(folded: Ledger, columns: Sequence[BoardColumn], window: Window) -> Replay:
+    """The window's view of a ledger folded up to ``window.now``."""
+    stories = folded.stories
     for story in stories.values():
         if not story.done:
             story.done_at = None
-    return result
+    names = [column.name for column in columns]
+    return Replay(stories, end_of_days(folded.days.items(), names, window))
+
+
+def replay(events: Iterable[StoryEvent], columns: Sequence[BoardColumn], window: Window) -> Replay:
+    """Fold the events up to ``window.now`` in order, with the columns at each midnight."""
+    if not columns:
+        raise ValueError("a board needs at least one column to replay its flow")
+    return replay_of(ledger(events, columns[0].name, window.tz, until=window.now), columns, window)
 
 
 def _done_in_window(replayed: Replay, window: Window) -> list[StoryFlow]:
@@ -304,7 +411,11 @@ def flow_metrics(
     events: Iterable[StoryEvent], columns: Sequence[BoardColumn], window: Window
 ) -> FlowMetrics:
     """Every metric from one replay of the events."""
-    replayed = replay(events, columns, window)
+    return metrics_of(replay(events, columns, window), columns, window)
+
+
+def metrics_of(replayed: Replay, columns: Sequence[BoardColumn], window: Window) -> FlowMetrics:
+    """Every metric of a replay (from the events, or from the stored flow tables)."""
     days = window.day_list()
     return FlowMetrics(
         window=window,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import date, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Router, Schema
+from ninja.responses import NinjaJSONEncoder
 
 from obeya.board import flow, flow_queries
 from obeya.core.errors import InvalidInput
@@ -111,6 +113,13 @@ def flow_body(metrics: flow.FlowMetrics) -> dict[str, Any]:
     }
 
 
+def flow_json(metrics: flow.FlowMetrics) -> str:
+    """The body of GET /api/services/{slug}/flow as JSON text, as the API's renderer writes
+    it. ``flow_body`` already has the shape of ``FlowOut`` (tests hold it to the schema), so
+    a year of numbers is not validated again on every request: that took ~70 ms."""
+    return json.dumps(flow_body(metrics), cls=NinjaJSONEncoder)
+
+
 def _cell(text: str) -> str:
     # A column name typed as =HYPERLINK(...) must stay text when the CSV opens in a spreadsheet.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
@@ -159,4 +168,4 @@ def service_flow(request: HttpRequest, slug: str, days: int = 90, format: str = 
         response = HttpResponse(flow_csv(metrics), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{slug}-flow-{days}d.csv"'
         return response
-    return flow_body(metrics)
+    return HttpResponse(flow_json(metrics), content_type="application/json; charset=utf-8")

@@ -49,3 +49,63 @@ class Card(models.Model):
 
     def __str__(self) -> str:
         return f"{self.story} in {self.column}"
+
+
+# ---- the stored flow: the board's events folded as they are recorded (board.flow_store) ----
+
+
+class BoardState(models.Model):
+    """What a service's board has taken in: a count of its changes, so pages built from it
+    can be reused until the next one; the time zone of its stored flow's days, and the
+    latest event folded into it. Its row lock serialises both."""
+
+    service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveBigIntegerField(default=0)
+    time_zone = models.CharField(max_length=64)
+    latest_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"board of {self.service_id} at version {self.version}"
+
+
+class FlowStory(models.Model):
+    """One story's flow so far: created, started, done, and the column its card is in.
+
+    ``done_at`` is the last time the story became done (kept while it is reopened, as the
+    fold needs it). ``last_at``/``last_seq`` name the latest of its events folded in.
+    """
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=20)
+    created_at = models.DateTimeField()
+    column = models.CharField(max_length=60)
+    started_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    done = models.BooleanField(default=False)
+    last_at = models.DateTimeField()
+    last_seq = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "key"], name="board_flowstory_key"),
+        ]
+        indexes = [models.Index(fields=["service", "column"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} in {self.column}"
+
+
+class FlowDay(models.Model):
+    """Cards per column at the end of a day that saw a story event (by column name)."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "day"], name="board_flowday_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.counts}"

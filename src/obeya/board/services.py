@@ -15,10 +15,11 @@ from django.db.models import Count, QuerySet
 
 from obeya.backlog import services as backlog
 from obeya.backlog.models import Story
-from obeya.board import logic
+from obeya.board import flow_store, logic
 from obeya.board.models import Card, Column
 from obeya.catalog import services as catalog
 from obeya.catalog.models import Service
+from obeya.core import events
 from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.roles import Permission
@@ -281,6 +282,7 @@ def configure_column(actor: Actor, slug: str, name: str, **fields: Any) -> Colum
         for flag in ("starts_work", "is_done", "receives_first_commit"):
             if flag in fields:
                 setattr(column, flag, bool(fields[flag]))
+        recorded = dict(fields)
         if "rename" in fields:
             new_name = str(fields["rename"] or "").strip()
             if not new_name or len(new_name) > 60:
@@ -290,17 +292,21 @@ def configure_column(actor: Actor, slug: str, name: str, **fields: Any) -> Colum
                 raise Conflict(
                     f'the board of "{slug}" already has a column "{new_name}"', field="rename"
                 )
+            if new_name != column.name:
+                # The old name lets flow metrics see one column across the rename.
+                recorded.update(rename=new_name, renamed_from=column.name)
+            else:
+                del recorded["rename"]
             column.name = new_name
         column.save()
-        from obeya.core import events
-
-        events.record(
+        event = events.record(
             actor,
             "board.column_configured",
             f"column:{slug}/{column.name}",
-            {k: v for k, v in fields.items()},
+            recorded,
             service=slug,
         )
+        flow_store.column_configured(service, event, recorded.get("renamed_from"))
     return column
 
 

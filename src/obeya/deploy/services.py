@@ -545,6 +545,18 @@ def list_deployments(slug: str, environment: str = "", status: str = "") -> Quer
     return found.order_by("-id")
 
 
+def deployable_runs(environment: Environment, limit: int = 15) -> list[Run]:
+    """Recent runs, newest first, whose build is ready to deploy to ``environment``."""
+    found: list[Run] = []
+    for run in pipelines.list_runs(environment.service.slug)[:RUN_LOOKBACK]:
+        job = _deploy_job(run, environment.name)
+        if job is not None and pipelines.artifact_of(run, str(job.spec["deploy"]["artifact"])):
+            found.append(run)
+            if len(found) == limit:
+                break
+    return found
+
+
 def log_of(deployment: Deployment, after: int = 0) -> QuerySet[DeploymentLog]:
     return DeploymentLog.objects.filter(deployment=deployment, pk__gt=after).order_by("id")
 
