@@ -378,7 +378,10 @@ def cancel_run(actor: Actor, slug: str, number: int) -> Run:
 
 def _person_job(actor: Actor, job_id: int) -> Job:
     job = get_job(job_id)
-    catalog.require(actor, job.run.service, Permission.RUN_PIPELINE)
+    # Starting a deploy job is deploying: operators may, and the deployer's dispatcher
+    # then checks the environment's protection.
+    needed = Permission.DEPLOY if job.kind == JobKind.DEPLOY else Permission.RUN_PIPELINE
+    catalog.require(actor, job.run.service, needed)
     return job
 
 
