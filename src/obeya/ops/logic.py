@@ -131,3 +131,119 @@ def check_monitor(fields: Mapping[str, object]) -> list[tuple[str, str]]:
     elif isinstance(timeout, int | float) and isinstance(interval, int) and timeout > interval:
         problems.append(("timeout_s", "timeout_s: at most the interval"))
     return problems
+
+
+# ---- SLOs and error budgets --------------------------------------------------------------
+
+SLO_KINDS = ("availability", "latency")
+FAST_BURN = 14.4  # 2 % of a 30-day budget in an hour (Google SRE workbook, ch. 5)
+SLOW_BURN = 6.0  # 5 % of it in six hours
+
+
+def burn_rate(bad: int, total: int, objective_percent: float) -> float:
+    """How fast the error budget burns: 1.0 spends exactly the budget over the window."""
+    if total == 0:
+        return 0.0
+    allowed = 1 - objective_percent / 100
+    return (bad / total) / allowed if allowed > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    good: int
+    total: int
+    achieved_percent: float | None
+    budget_bad: float  # bad events the objective allows over the window so far
+    budget_remaining_percent: float | None
+    fast_burn: float
+    slow_burn: float
+    alert: str  # "" | "fast burn" | "slow burn"
+
+
+def slo_status(
+    objective_percent: float,
+    window: tuple[int, int],
+    hour: tuple[int, int],
+    five_minutes: tuple[int, int],
+    six_hours: tuple[int, int],
+    thirty_minutes: tuple[int, int],
+) -> SloStatus:
+    """The SLO over its window from (good, total) counts, with alerts on two windows each:
+    fast when the last hour and the last 5 minutes both burn at 14.4 times the budget's
+    rate or more; slow when the last 6 hours and the last 30 minutes both burn at 6 times
+    or more (a long window to be sure, a short one to stop alerting soon after)."""
+    good, total = window
+    bad = total - good
+    allowed = total * (1 - objective_percent / 100)
+    remaining = (
+        None
+        if total == 0
+        else max(0.0, (allowed - bad) / allowed * 100)
+        if allowed
+        else (100.0 if bad == 0 else 0.0)
+    )
+
+    def burn(counts: tuple[int, int]) -> float:
+        return burn_rate(counts[1] - counts[0], counts[1], objective_percent)
+
+    fast = min(burn(hour), burn(five_minutes))
+    slow = min(burn(six_hours), burn(thirty_minutes))
+    alert = "fast burn" if fast >= FAST_BURN else "slow burn" if slow >= SLOW_BURN else ""
+    return SloStatus(
+        good,
+        total,
+        None if total == 0 else good / total * 100,
+        allowed,
+        remaining,
+        burn(hour),
+        burn(six_hours),
+        alert,
+    )
+
+
+def check_slo(fields: Mapping[str, object]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    kind = fields.get("kind")
+    if kind not in SLO_KINDS:
+        problems.append(("kind", f"SLO kind: {' or '.join(SLO_KINDS)}"))
+    objective = fields.get("objective_percent")
+    if not isinstance(objective, int | float) or not 0 < objective < 100:
+        problems.append(
+            ("objective_percent", "objective: a percentage above 0 and below 100, e.g. 99.9")
+        )
+    window = fields.get("window_days")
+    if not isinstance(window, int) or not 1 <= window <= 90:
+        problems.append(("window_days", "window_days: a whole number of days from 1 to 90"))
+    threshold = fields.get("latency_threshold_ms")
+    if kind == "latency" and not (isinstance(threshold, int | float) and threshold > 0):
+        problems.append(
+            ("latency_threshold_ms", "a latency SLO needs latency_threshold_ms above 0")
+        )
+    return problems
+
+
+# ---- postmortems -------------------------------------------------------------------------
+
+BLAME = re.compile(
+    r"\b(human|operator|user|engineer|developer|people|person|staff)['\u2019]?s?\s+"
+    r"(error|errors|mistake|mistakes|fault|failure)\b|\bpebkac\b|\bhuman factor\b",
+    re.IGNORECASE,
+)
+
+
+def factor_problems(factors: Iterable[str]) -> list[str]:
+    """Why these contributing factors cannot stand (blameless, more than one)."""
+    cleaned = [factor.strip() for factor in factors if factor and factor.strip()]
+    problems = []
+    for factor in cleaned:
+        if BLAME.search(factor):
+            problems.append(
+                f'"{factor}" names a person, not a cause: blameless postmortems ask what made '
+                "the error possible (a missing check, a confusing screen, an unsafe default, "
+                "too little time) and name that instead"
+            )
+    if len(cleaned) < 2:
+        problems.append(
+            "name more than one contributing factor: incidents rarely have a single cause"
+        )
+    return problems
