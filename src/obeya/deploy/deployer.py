@@ -9,20 +9,21 @@ logged in the deployment's log and every change of status is an event.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import secrets
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 
 from obeya.core import events
 from obeya.core.actors import Actor, system_actor
@@ -93,18 +94,39 @@ class Lease:
 
 def _heartbeat(lease: Lease, stop: threading.Event, clock: Actor) -> None:
     every = max(lease_seconds() / 3, 0.2)
-    while not stop.wait(every):
-        try:
-            renewed = Environment.objects.filter(
-                pk=lease.environment_id, lease_token=lease.token
-            ).update(lease_expires_at=clock.now() + timedelta(seconds=lease_seconds()))
-            if not renewed:
-                lease.lost.set()
-                return
-        except Exception:  # a failed renewal is retried; the lease has slack
-            log.exception("deploy lease heartbeat failed")
-        finally:
-            close_old_connections()
+    try:
+        while not stop.wait(every):
+            try:
+                renewed = Environment.objects.filter(
+                    pk=lease.environment_id, lease_token=lease.token
+                ).update(lease_expires_at=clock.now() + timedelta(seconds=lease_seconds()))
+                if not renewed:
+                    lease.lost.set()
+                    return
+            except Exception:  # a failed renewal is retried; the lease has slack
+                log.exception("deploy lease heartbeat failed")
+            finally:
+                close_old_connections()
+    finally:
+        # One thread per deployment: its connection would otherwise outlive it (PostgreSQL
+        # keeps connections up to CONN_MAX_AGE, and nobody else can close this one).
+        connections.close_all()
+
+
+@contextlib.contextmanager
+def _heartbeat_running(lease: Lease, clock: Actor) -> Iterator[None]:
+    """Renew ``lease`` in the background while the block runs (a deployment or a recovery:
+    both run hooks and health checks that can outlast the lease)."""
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat, args=(lease, stop, clock), name="deploy-lease", daemon=True
+    )
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join(timeout=5)
 
 
 def _release_lease(lease: Lease) -> None:
@@ -353,6 +375,7 @@ class Work:
             passes=environment.health_passes,
             interval_ms=environment.health_interval_ms,
             log=lambda line: self.note("health", f"{host.name}: {line}"),
+            between_checks=self.lease.check,
         )
 
 
@@ -362,23 +385,28 @@ def execute(lease: Lease, *, clock: Actor | None = None) -> Deployment:
     deployment = Deployment.objects.select_related("environment", "service", "run").get(
         pk=lease.deployment_id
     )
-    stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat, args=(lease, stop, actor), name="deploy-lease", daemon=True
-    )
-    beat.start()
+    with _heartbeat_running(lease, actor):
+        _guarded(actor, lease, deployment, _carry_out, "internal error")
+    deployment.refresh_from_db()
+    return deployment
+
+
+def _guarded(
+    actor: Actor,
+    lease: Lease,
+    deployment: Deployment,
+    action: Callable[[Actor, Lease, Deployment], None],
+    what: str,
+) -> None:
+    """Run ``action``; a lost lease stops it quietly, any other error ends the deployment."""
     try:
-        _carry_out(actor, lease, deployment)
+        action(actor, lease, deployment)
     except LeaseLost:
         log.warning("deployment %s: lease lost; another deployer resolves it", deployment.pk)
     except Exception as error:  # an unexpected error still ends the deployment, loudly
         log.exception("deployment %s failed unexpectedly", deployment.pk)
-        _end(actor, lease, deployment, DeploymentStatus.FAILED, f"internal error: {error}")
-    finally:
-        stop.set()
-        beat.join(timeout=5)
-    deployment.refresh_from_db()
-    return deployment
+        with contextlib.suppress(LeaseLost):
+            _end(actor, lease, deployment, DeploymentStatus.FAILED, f"{what}: {error}")
 
 
 def _carry_out(actor: Actor, lease: Lease, deployment: Deployment) -> None:
@@ -668,7 +696,8 @@ def recover_lost(*, clock: Actor | None = None) -> int:
             )
             continue
         lease = Lease(environment_id, deployment.pk, token)
-        _recover(actor, lease, deployment)
+        with _heartbeat_running(lease, actor):
+            _guarded(actor, lease, deployment, _recover, "recovery failed")
         count += 1
     return count
 
@@ -688,12 +717,18 @@ def _recover(actor: Actor, lease: Lease, deployment: Deployment) -> None:
         _end(actor, lease, deployment, DeploymentStatus.FAILED, f"{lost}; {error}")
         return
     release = deployment.release_id
-    switched = [host for host in hosts if release and host.current() == release]
+    on_release = [host for host in hosts if release and host.current() == release]
     previous = deployment.previous_release_id
-    if deployment.kind == "deploy" and not switched:
-        if release:
+    # A deployment that died while switching back has no host on its release any more,
+    # but it did switch: its hosts still need the restart on the previous release.
+    switched = bool(on_release) or deployment.switched_at is not None
+    if not switched:
+        if deployment.kind == "deploy" and release:
             for host in hosts:
                 host.archive(release)
+            Release.objects.filter(
+                environment_id=deployment.environment_id, release_id=release
+            ).update(state="archived")
         _end(
             actor,
             lease,
@@ -702,6 +737,12 @@ def _recover(actor: Actor, lease: Lease, deployment: Deployment) -> None:
             f"{lost}, before the switch: current is unchanged ({previous or 'none'})",
             failed_event=False,
         )
+        return
+    work = Work(actor, lease, deployment, deployment.environment, hosts)
+    if step == "retention":
+        # The release passed its health check and after_switch: only tidying was left.
+        _keep_releases(work)
+        _end(actor, lease, deployment, DeploymentStatus.SUCCEEDED, "")
         return
     if deployment.kind == "rollback" or not previous:
         _end(
@@ -713,8 +754,7 @@ def _recover(actor: Actor, lease: Lease, deployment: Deployment) -> None:
             failed_event=True,
         )
         return
-    work = Work(actor, lease, deployment, deployment.environment, hosts)
-    _roll_back(work, switched, lost)
+    _roll_back(work, on_release if on_release and step != "rollback" else hosts, lost)
 
 
 # ---- the loop inside `obeya serve` -------------------------------------------------------

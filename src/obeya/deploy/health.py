@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -62,13 +62,20 @@ def warm_up(
     passes: int,
     interval_ms: int,
     log: LogLine,
+    between_checks: Callable[[], None] | None = None,
 ) -> tuple[bool, str]:
-    """Check until ``passes`` checks in a row pass, or the window closes: (healthy, why)."""
+    """Check until ``passes`` checks in a row pass, or the window closes: (healthy, why).
+
+    ``between_checks`` runs before each check; it may raise to stop the warm-up (the
+    deployer stops when it has lost its lease).
+    """
     if not health:
         log("no health check is configured: the release is taken as healthy")
         return True, "no health check configured"
     judge = WarmUp(passes=passes, window_s=window_s, started=time.monotonic())
     while True:
+        if between_checks is not None:
+            between_checks()
         healthy, seen = check_once(health, host, env, log)
         judge.record(healthy, seen)
         log(f"health {judge.checks}: {'pass' if healthy else 'FAIL'} — {seen}")
