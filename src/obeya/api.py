@@ -17,6 +17,7 @@ from obeya.catalog.api import router as catalog_router
 from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
 from obeya.core.errors import ObeyaError
+from obeya.deploy.api import router as deploy_router
 from obeya.pipelines.api import router as pipelines_router
 from obeya.pipelines.hooks_api import router as hooks_router
 from obeya.pipelines.runner_api import router as runner_router
@@ -58,6 +59,7 @@ def build_api() -> NinjaAPI:
     api.add_router("/", runner_router)
     api.add_router("/", hooks_router)
     api.add_router("/", flow_router)
+    api.add_router("/", deploy_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

@@ -311,7 +311,10 @@ def _deploy_job(run: Run, environment: str) -> Job | None:
 
 def _run_to_deploy(service: Service, environment: Environment, number: int | None) -> Run:
     if number is not None:
-        run = pipelines.get_run(service.slug, number)
+        try:
+            run = pipelines.get_run(service.slug, number)
+        except NotFound as error:
+            raise NotFound(error.message, field="run") from None
         if _deploy_job(run, environment.name) is None:
             raise InvalidInput(
                 f"run #{number} has no deploy job for {environment.name}: add one with "
@@ -401,11 +404,21 @@ def rollback(
         if chosen.release_id == current:
             raise Conflict(f"release {to_release} is already current in {environment.name}")
     else:
-        older = [r for r in kept if r.release_id < current] if current else []
+        # A release that failed its warm-up is kept too, but is no place to go back to.
+        served = set(
+            Deployment.objects.filter(
+                environment=environment, status=DeploymentStatus.SUCCEEDED
+            ).values_list("release_id", flat=True)
+        )
+        older = (
+            [r for r in kept if r.release_id < current and r.release_id in served]
+            if current
+            else []
+        )
         if not older:
             raise Conflict(
-                f"no release older than the current one ({current or 'none'}) is kept in "
-                f"{environment.name}: nothing to roll back to"
+                f"no release older than the current one ({current or 'none'}) that ran "
+                f"successfully is kept in {environment.name}: nothing to roll back to"
             )
         chosen = older[0]
     with transaction.atomic():
@@ -541,6 +554,12 @@ def list_deployments(slug: str, environment: str = "", status: str = "") -> Quer
     if environment:
         found = found.filter(environment=get_environment(slug, environment))
     if status:
+        if status not in DeploymentStatus.values:
+            raise InvalidInput(
+                f"unknown deployment status {status!r}: use one of "
+                f"{', '.join(DeploymentStatus.values)}",
+                field="status",
+            )
         found = found.filter(status=status)
     return found.order_by("-id")
 
