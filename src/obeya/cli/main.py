@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import obeya
-from obeya.cli import admin, backlog, catalog, lint, pipelines, session
+from obeya.cli import admin, backlog, catalog, deploy, environments, lint, pipelines, session
 from obeya.cli.output import CliError, error_line
 
 app = typer.Typer(
@@ -56,6 +56,11 @@ app.add_typer(pipelines.runners_app, name="runners")
 app.add_typer(pipelines.artifact_app, name="artifact")
 app.command("logs")(pipelines.logs)
 app.command("runner")(pipelines.runner)
+app.command("deploy")(deploy.deploy)
+app.command("rollback")(deploy.rollback)
+app.command("approve")(deploy.approve)
+app.add_typer(environments.env_app, name="env")
+app.add_typer(deploy.deployment_app, name="deployment")
 app.command("lint")(lint.lint)
 
 
