@@ -163,3 +163,77 @@ def test_any_chunking_masks_like_the_whole(data: st.DataObject, secrets: list[st
         if len(secret) >= 4:
             assert secret.encode() not in out
     assert MASK in out or not any(s.encode() in whole for s in secrets)
+
+
+# ---- releasing held text (a progress bar or a prompt without a newline shows live) -------
+
+
+def test_release_lets_a_partial_line_out() -> None:
+    masker = Masker([SECRET])
+    assert masker.feed(b"done\nprogress 45%") == b"done\n"  # held: no newline yet
+    assert masker.release() == b"progress 45%"
+    assert masker.feed(b"\rprogress 90%\n") == b"\rprogress 90%\n"
+    assert masker.flush() == b""
+
+
+def test_release_holds_back_a_tail_that_could_start_a_secret() -> None:
+    masker = Masker([SECRET])
+    masker.feed(b"password: " + RAW[:5])
+    assert masker.release() == b"password: "
+    assert masker.release() == b""  # still only a possible start: kept
+    assert masker.feed(RAW[5:] + b"\n") + masker.flush() == b"[MASKED]\n"
+
+
+@pytest.mark.parametrize("form", sorted(forms()))
+def test_each_form_split_at_a_release_at_every_point_is_masked(form: str) -> None:
+    text = b"a " + forms()[form] + b" b"
+    masker = Masker([SECRET])
+    for cut in range(len(text) + 1):
+        released = masker.feed(text[:cut]) + masker.release()
+        assert forms()[form] not in released, cut
+        assert released + masker.feed(text[cut:]) + masker.flush() == b"a [MASKED] b", cut
+
+
+def test_release_after_a_masked_run_continues_it_without_a_second_mask() -> None:
+    masker = Masker(["abcdef"])
+    out = masker.feed(b"x abcdefabc") + masker.release()
+    assert out == b"x [MASKED]"
+    assert out + masker.feed(b"def y") + masker.flush() == b"x [MASKED] y"
+
+
+def test_release_with_nothing_held_is_empty() -> None:
+    masker = Masker([SECRET])
+    assert masker.release() == b""
+    assert Masker([]).release() == b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), secrets=_secrets)
+def test_any_chunking_with_releases_masks_like_the_whole(
+    data: st.DataObject, secrets: list[str]
+) -> None:
+    pieces = data.draw(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=8),
+                st.text(_ALPHABET, max_size=8).map(str.encode),
+                st.tuples(st.sampled_from(secrets), st.integers(0, 2)).map(lambda p: _encode(*p)),
+            ),
+            max_size=12,
+        )
+    )
+    whole = b"".join(pieces)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(whole)), max_size=6)))
+    chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+    releases = data.draw(st.lists(st.booleans(), min_size=len(chunks), max_size=len(chunks)))
+    masker = Masker(secrets)
+    out = b""
+    for chunk, release in zip(chunks, releases, strict=True):
+        out += masker.feed(chunk)
+        if release:
+            out += masker.release()
+    out += masker.flush()
+    assert out == masker.mask(whole)
+    for secret in secrets:
+        if len(secret) >= 4:
+            assert secret.encode() not in out

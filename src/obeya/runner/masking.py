@@ -2,8 +2,10 @@
 
 A `Masker` replaces every occurrence of a secret value, and of the encoded forms a script
 is likely to print it in, with `[MASKED]`. It works on a stream: `feed()` returns what is
-safe to emit now and holds back just enough of the tail (the longest form minus one byte)
-to catch a secret split across two writes or two chunks; `flush()` ends the stream.
+safe to emit now and holds back just enough of the tail (the longest form minus one byte,
+or the unfinished line) to catch a secret split across two writes or two chunks;
+`release()` lets go of held text that cannot be the start of a secret (so a progress bar
+or a prompt without a newline shows while the job waits); `flush()` ends the stream.
 
 What counts as masked, exactly: every occurrence of every form is found, overlapping ones
 included, and each maximal run of bytes covered by one or more occurrences becomes a
@@ -79,6 +81,24 @@ class Masker:
         self._pending = data[cut:]
         return out
 
+    def release(self) -> bytes:
+        """Emit held-back text now, except a tail that could still grow into a secret.
+
+        What stays held is the longest tail that is the beginning of some form: a secret
+        split across this call and the next chunk is still masked, and whatever is released
+        is masked exactly as `mask()` would mask the whole stream. Call it when the consumer
+        is about to ship, e.g. every few hundred milliseconds.
+        """
+        data = self._pending
+        cut = len(data) - self._longest_form_start(data)
+        if cut == 0:
+            return b""
+        out, self._covered, self._in_mask = self._mask_window(
+            data, cut, self._covered, self._in_mask
+        )
+        self._pending = data[cut:]
+        return out
+
     def flush(self) -> bytes:
         """End the stream: return everything still held back, masked. The masker is reusable."""
         data = self._pending
@@ -129,6 +149,20 @@ class Masker:
         out += data[emitted:cut]
         last_end = max(end for _, end in spans)
         return bytes(out), max(0, last_end - cut), last_end >= cut
+
+    def _longest_form_start(self, data: bytes) -> int:
+        """The length of the longest tail of `data` that is a proper prefix of a form.
+
+        No occurrence can start before that tail and end past `data`, so everything before
+        it is final (an occurrence lying wholly inside `data` is found by `_mask_window`).
+        """
+        longest = 0
+        for form in self._forms:
+            for size in range(min(len(form) - 1, len(data)), longest, -1):
+                if data.endswith(form[:size]):
+                    longest = size
+                    break
+        return longest
 
     def _occurrences(self, data: bytes, cut: int) -> list[tuple[int, int]]:
         spans: list[tuple[int, int]] = []
