@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 import obeya
-from obeya.cli import admin, backlog, catalog, deploy, environments, lint, pipelines, session
+from obeya.cli import (
+    admin,
+    backlog,
+    catalog,
+    continuity,
+    deploy,
+    environments,
+    lint,
+    pipelines,
+    session,
+)
 from obeya.cli.output import CliError, error_line
 
 app = typer.Typer(
@@ -43,6 +53,9 @@ app.command("migrate")(admin.migrate_command)
 app.command("createuser")(admin.createuser)
 app.command("setpassword")(admin.setpassword)
 app.command("config")(admin.config)
+app.command("backup")(continuity.backup)
+app.command("restore")(continuity.restore)
+app.command("drill")(continuity.drill)
 app.add_typer(admin.token_app, name="token")
 app.command("login")(session.login)
 app.command("events")(session.events)

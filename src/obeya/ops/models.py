@@ -260,3 +260,12 @@ class Problem(models.Model):
     @property
     def key(self) -> str:
         return f"PRB-{self.number}"
+
+
+# Continuity (§4.4) lives in its own module; imported here so Django finds its tables.
+from obeya.ops.continuity_models import (  # noqa: E402, F401
+    BackupJob,
+    BackupRun,
+    ContinuityPolicy,
+    RestoreDrill,
+)
