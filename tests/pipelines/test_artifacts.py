@@ -96,10 +96,16 @@ def test_traversal_in_the_download_url_is_a_404(alice, claimed, api_for):
         assert response.status_code == 404, path
 
 
-def test_expired_artifacts_and_their_blobs_go(runner, claimed):
+def test_expired_artifacts_and_their_blobs_go_once_their_run_is_over(runner, claimed, finish):
     stored = artifacts.upload(
         runner, claimed.job.pk, claimed.lease_token, "artifacts", io.BytesIO(tar_gz({"a": b"b"}))
     )
     future = Actor(user=None, clock=ManualClock(timezone.now() + timedelta(days=31)))
+    assert artifacts.expire(clock=future) == 0  # its run still has jobs to run
+    assert artifacts.blob_path(stored.sha256).exists()
+
+    leases.complete(runner, claimed.job.pk, claimed.lease_token, "succeeded", 0)
+    finish()
+    finish()
     assert artifacts.expire(clock=future) == 1
     assert not artifacts.blob_path(stored.sha256).exists()

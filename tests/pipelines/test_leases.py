@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import base64
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from obeya.core.actors import Actor
@@ -135,3 +138,70 @@ def test_reading_from_the_offset_where_the_next_chunk_lands(alice, service, runn
     leases.append_log(runner, job.pk, token, 11, b"second\n")
     assert leases.log_bytes(job, offset=11) == b"second\n"
     assert leases.log_bytes(job, offset=14) == b"ond\n"
+
+
+def test_the_result_carries_the_last_bytes_of_the_log(alice, service, runner):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    leases.append_log(runner, claim.job.pk, claim.lease_token, 0, b"hello ")
+    with pytest.raises(leases.StaleLease):
+        leases.complete(runner, claim.job.pk, "forged", "succeeded", 0, log_offset=6, log=b"x")
+    job = leases.complete(
+        runner, claim.job.pk, claim.lease_token, "succeeded", 0, log_offset=3, log=b"lo world\n"
+    )
+    assert leases.log_bytes(job) == b"hello world\n"
+    assert JobAttempt.objects.get(job=job, number=1).log_size == 12
+
+
+def _runner_call(client: Client, path: str, body: dict[str, Any], lease: str = "") -> Any:
+    headers = {"X-Obeya-Lease": lease} if lease else {}
+    return client.post(
+        f"/api/runner/jobs/{path}", body, content_type="application/json", headers=headers
+    )
+
+
+def test_the_answer_to_a_result_brings_the_next_job_unless_paused(alice, service):
+    made, token = leases.register_runner(SYSTEM, "r9", [])
+    runs.create_run(actor(alice), "svc")
+    client = Client(headers={"Authorization": f"Bearer {token}"})
+    build = _runner_call(client, "claim", {"wait": 0}).json()
+    tail = {"offset": 0, "data": base64.b64encode(b"built\n").decode()}
+    refused = _runner_call(
+        client,
+        f"{build['id']}/complete",
+        {"outcome": "succeeded", "log": {"offset": 0, "data": "%%"}},
+        build["lease_token"],
+    )
+    assert refused.status_code == 400
+
+    answer = _runner_call(
+        client,
+        f"{build['id']}/complete",
+        {"outcome": "succeeded", "exit_code": 0, "log": tail, "next": True},
+        build["lease_token"],
+    ).json()
+
+    assert answer["status"] == "succeeded"
+    assert answer["next"]["name"] in {"unit", "lint"}
+    assert leases.log_bytes(Job.objects.get(pk=build["id"])) == b"built\n"
+    leases.set_paused(SYSTEM, made.pk, True)
+    following = answer["next"]
+    answer = _runner_call(
+        client,
+        f"{following['id']}/complete",
+        {"outcome": "succeeded", "next": True},
+        following["lease_token"],
+    ).json()
+    assert answer == {"status": "succeeded", "next": None}
+    assert _runner_call(client, "claim", {"wait": 0}).status_code == 204
+
+
+def test_a_job_shows_its_lease_expiry(alice, service, runner, api_for):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+    shown = api_for(alice).get(f"/jobs/{claim.job.pk}").body
+    assert shown["lease_expires_at"] is not None
+    shown_at = datetime.fromisoformat(shown["lease_expires_at"])
+    assert abs(shown_at - claim.job.lease_expires_at) < timedelta(milliseconds=1)  # JSON: ms
+    leases.complete(runner, claim.job.pk, claim.lease_token, "succeeded", 0)
+    assert api_for(alice).get(f"/jobs/{claim.job.pk}").body["lease_expires_at"] is None

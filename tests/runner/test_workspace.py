@@ -1,11 +1,9 @@
-"""Workspaces: exact-commit checkouts from bundles, and archives that stay put (C5)."""
+"""Workspaces: removed without following links, and archives that stay put (C5)."""
 
 from __future__ import annotations
 
 import gzip
 import io
-import os
-import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,104 +15,8 @@ from obeya.runner.workspace import (
     WorkspaceError,
     cleanup_workspace,
     pack_paths,
-    prepare_workspace,
     safe_extract_tar,
 )
-
-
-def git(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    base = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
-    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
-    done = subprocess.run(
-        ["git", *identity, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-@pytest.fixture
-def bundle(tmp_path: Path) -> tuple[Path, str, str]:
-    """A bundle of a repo with two commits on main; returns (bundle, first sha, head sha)."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git("init", "--quiet", "--initial-branch=main", cwd=repo)
-    (repo / "app.txt").write_text("one\n")
-    git("add", "app.txt", cwd=repo)
-    git("commit", "--quiet", "-m", "first", cwd=repo)
-    first = git("rev-parse", "HEAD", cwd=repo)
-    (repo / "app.txt").write_text("two\n")
-    git("commit", "--quiet", "-am", "second", cwd=repo)
-    head = git("rev-parse", "HEAD", cwd=repo)
-    path = tmp_path / "source.bundle"
-    git("bundle", "create", "--quiet", str(path), "--all", cwd=repo)
-    return path, first, head
-
-
-def test_checks_out_the_exact_sha_not_the_branch_head(
-    tmp_path: Path, bundle: tuple[Path, str, str]
-) -> None:
-    path, first, head = bundle
-    assert first != head
-    workspace = prepare_workspace(tmp_path / "work", 7, 1, path, first)
-    assert workspace == (tmp_path / "work" / "job-7-attempt-1").resolve()
-    assert (workspace / "app.txt").read_text() == "one\n"
-    assert git("rev-parse", "HEAD", cwd=workspace) == first
-
-
-def test_each_attempt_gets_a_fresh_directory(tmp_path: Path, bundle: tuple[Path, str, str]) -> None:
-    path, _, head = bundle
-    first = prepare_workspace(tmp_path / "work", 7, 1, path, head)
-    (first / "stale.txt").write_text("left by a crashed run")
-    again = prepare_workspace(tmp_path / "work", 7, 1, path, head)
-    retry = prepare_workspace(tmp_path / "work", 7, 2, path, head)
-    assert again == first
-    assert not (again / "stale.txt").exists()
-    assert retry != first
-    assert (retry / "app.txt").read_text() == "two\n"
-
-
-def test_global_and_system_git_config_have_no_say(
-    tmp_path: Path, bundle: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path, _, head = bundle
-    home = tmp_path / "home"
-    hooks = home / "hooks"
-    hooks.mkdir(parents=True)
-    marker = tmp_path / "hook-ran"
-    hook = hooks / "post-checkout"
-    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
-    hook.chmod(0o755)
-    (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    # Control: with that config a plain clone does run the hook.
-    subprocess.run(["git", "clone", "-q", str(path), str(tmp_path / "plain")], check=True)
-    assert marker.exists()
-    marker.unlink()
-
-    prepare_workspace(tmp_path / "work", 1, 1, path, head)
-    assert not marker.exists()
-
-
-def test_a_sha_missing_from_the_bundle_is_a_clear_error(
-    tmp_path: Path, bundle: tuple[Path, str, str]
-) -> None:
-    path, _, _ = bundle
-    with pytest.raises(WorkspaceError, match=f"Checking out {'0' * 40} from source.bundle"):
-        prepare_workspace(tmp_path / "work", 1, 1, path, "0" * 40)
-    assert not (tmp_path / "work" / "job-1-attempt-1").exists()
-
-
-@pytest.mark.parametrize("sha", ["HEAD", "main", "--upload-pack=touch x", "abc123"])
-def test_only_a_full_sha_is_accepted(
-    tmp_path: Path, bundle: tuple[Path, str, str], sha: str
-) -> None:
-    with pytest.raises(WorkspaceError, match="not a full hexadecimal sha"):
-        prepare_workspace(tmp_path / "work", 1, 1, bundle[0], sha)
 
 
 def test_cleanup_never_follows_symlinks_and_copes_with_read_only_dirs(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse
 from ninja import Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from obeya.core.actors import actor_for_request
+from obeya.core.actors import Actor, actor_for_request
 from obeya.core.errors import PermissionDenied
 from obeya.pipelines import andon, artifacts, leases, reports, runs, secrets_store
 from obeya.pipelines.models import Job, Run, Runner
@@ -54,6 +54,7 @@ class JobOut(Schema):
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    lease_expires_at: datetime | None  # while running: when the runner must next be heard
 
 
 class RunDetail(RunOut):
@@ -168,6 +169,7 @@ def job_body(job: Job) -> dict[str, Any]:
         "queued_at": job.queued_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
+        "lease_expires_at": job.lease_expires_at,
     }
 
 
@@ -321,11 +323,36 @@ def list_runners(request: HttpRequest) -> list[dict[str, Any]]:
     summary="Register a runner (administrators); its token is shown once",
 )
 def register_runner(request: HttpRequest, payload: RunnerIn) -> Status[Any]:
-    actor = actor_for_request(request, "api")
-    if actor.token is not None and actor.token.scope != "admin":
-        raise PermissionDenied("registering a runner needs an admin-scope token")
+    actor = _admin_actor(request, "registering a runner")
     runner, token = leases.register_runner(actor, payload.name, payload.labels)
     return Status(201, {**runner_body(runner), "token": token})
+
+
+@router.post(
+    "/runners/{runner_id}/pause",
+    response=RunnerOut,
+    summary="Pause a runner (administrators): it finishes its jobs, then takes no new one",
+)
+def pause_runner(request: HttpRequest, runner_id: int) -> dict[str, Any]:
+    actor = _admin_actor(request, "pausing a runner")
+    return runner_body(leases.set_paused(actor, runner_id, True))
+
+
+@router.post(
+    "/runners/{runner_id}/resume",
+    response=RunnerOut,
+    summary="Resume a paused runner (administrators)",
+)
+def resume_runner(request: HttpRequest, runner_id: int) -> dict[str, Any]:
+    actor = _admin_actor(request, "resuming a runner")
+    return runner_body(leases.set_paused(actor, runner_id, False))
+
+
+def _admin_actor(request: HttpRequest, doing: str) -> Actor:
+    actor = actor_for_request(request, "api")
+    if actor.token is not None and actor.token.scope != "admin":
+        raise PermissionDenied(f"{doing} needs an admin-scope token")
+    return actor
 
 
 @router.get(

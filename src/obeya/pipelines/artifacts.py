@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -124,14 +124,68 @@ def by_sha256(sha256: str) -> Artifact:
     return found
 
 
+# Jobs that will run without anyone acting: their run's artifacts stay, expired or not
+# (a deploy job waiting for approval takes an artifact of an earlier job).
+RUN_AT_WORK = ("created", "queued", "running", "waiting_approval")
+# A blob this young may belong to an upload whose row is not committed yet.
+BLOB_GRACE = timedelta(hours=1)
+MAX_EXPIRED_PER_SWEEP = 1000
+
+
 def expire(*, clock: Actor | None = None) -> int:
-    """Forget artifacts past their expiry; delete blobs no remaining row points at."""
+    """Forget artifacts past their expiry; delete the blobs no remaining row points at.
+
+    Artifacts of a run that still has jobs to run are kept until it has none. A blob is
+    shared by every artifact with the same content, so it goes only with the last of
+    them; a blob written within the last hour is left for a later sweep.
+    """
     now = (clock or system_actor()).now()
-    gone = list(Artifact.objects.filter(expires_at__lt=now).values_list("pk", "sha256")[:1000])
+    expired = Artifact.objects.filter(expires_at__lt=now).exclude(
+        job__run__jobs__status__in=RUN_AT_WORK
+    )
+    gone = list(expired.values_list("pk", "sha256")[:MAX_EXPIRED_PER_SWEEP])
     if not gone:
         return 0
     Artifact.objects.filter(pk__in=[pk for pk, _ in gone]).delete()
     for sha256 in {sha for _, sha in gone}:
         if not Artifact.objects.filter(sha256=sha256).exists():
-            blob_path(sha256).unlink(missing_ok=True)
+            _remove_blob(blob_path(sha256), now - BLOB_GRACE)
     return len(gone)
+
+
+def remove_orphans(*, clock: Actor | None = None) -> int:
+    """Delete blobs no artifact row points at, and uploads that never finished.
+
+    Only files older than a day go: a younger one may be an upload still in flight.
+    """
+    now = (clock or system_actor()).now()
+    before = (now - timedelta(days=1)).timestamp()
+    root = store_root()
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in os.scandir(root):
+        if entry.name.startswith(".upload-") and entry.stat().st_mtime < before:
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+        elif entry.is_dir(follow_symlinks=False) and re.fullmatch(r"[0-9a-f]{2}", entry.name):
+            blobs = {
+                blob.name: blob
+                for blob in os.scandir(entry.path)
+                if blob.stat(follow_symlinks=False).st_mtime < before
+            }
+            kept = set(
+                Artifact.objects.filter(sha256__in=list(blobs)).values_list("sha256", flat=True)
+            )
+            for name in blobs.keys() - kept:
+                Path(blobs[name].path).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _remove_blob(path: Path, written_before: datetime) -> None:
+    try:
+        if path.stat().st_mtime < written_before.timestamp():
+            path.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass

@@ -163,6 +163,38 @@ def pin(mirror: Path, run_id: int, sha: str) -> str:
     return ref
 
 
+def pinned_runs(mirror: Path) -> dict[int, str]:
+    """run id -> sha of every run's commit the mirror pins."""
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/obeya/runs/", cwd=mirror)
+    pins = {}
+    for line in out.splitlines():
+        ref, _, sha = line.partition(" ")
+        run_id = ref.removeprefix("refs/obeya/runs/")
+        if run_id.isdigit():
+            pins[int(run_id)] = sha
+    return pins
+
+
+def unpin(mirror: Path, run_ids: list[int]) -> None:
+    """Drop the pins of these runs (their commits stay while a branch or tag holds them)."""
+    if not run_ids:
+        return
+    commands = "".join(f"delete refs/obeya/runs/{run_id}\n" for run_id in run_ids)
+    with locked(mirror):
+        done = subprocess.run(
+            ["git", "update-ref", "--stdin"],
+            cwd=mirror,
+            env=_env(),
+            input=commands,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise GitError(f"git update-ref failed: {done.stderr.strip()}")
+
+
 def bundle(mirror: Path, run_id: int, out: Path) -> Path:
     """A git bundle holding the run's commit, for a runner to clone from."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from obeya.core import events
 from obeya.core.actors import Actor, system_actor
@@ -28,7 +27,16 @@ from obeya.core.errors import (
 )
 from obeya.core.services import hash_token
 from obeya.pipelines import git, logic, runs, wakeup
-from obeya.pipelines.models import Job, JobAttempt, JobKind, JobStatus, LogChunk, Runner, Secret
+from obeya.pipelines.models import (
+    Job,
+    JobAttempt,
+    JobKind,
+    JobStatus,
+    LogChunk,
+    Runner,
+    RunStatus,
+    Secret,
+)
 
 RUNNER_TOKEN_PREFIX = "obeyar_"  # noqa: S105 (a label, not a secret)
 MAX_LOG_CHUNK = 1024 * 1024
@@ -119,6 +127,30 @@ def declare_labels(runner: Runner, labels: list[str]) -> Runner:
     return runner
 
 
+def set_paused(actor: Actor, runner_id: int, paused: bool) -> Runner:
+    """Pause a runner (it finishes what it runs, then claims nothing) or resume it.
+
+    Only administrators do this, as they register runners."""
+    if actor.user is not None and not actor.is_admin:
+        raise PermissionDenied("only an administrator may pause or resume runners")
+    with transaction.atomic():
+        runner = Runner.objects.select_for_update().filter(pk=runner_id).first()
+        if runner is None:
+            raise NotFound(f"no runner with id {runner_id}", field="runner")
+        if runner.paused != paused:
+            runner.paused = paused
+            runner.save(update_fields=["paused"])
+            events.record(
+                actor,
+                "runner.paused" if paused else "runner.resumed",
+                f"runner:{runner.pk}",
+                {"name": runner.name},
+            )
+    if not paused:
+        transaction.on_commit(wakeup.notify)  # its waiting long-polls may find work now
+    return runner
+
+
 def authenticate_runner(token: str) -> Runner:
     runner = Runner.objects.filter(token_hash=hash_token(token)).first()
     if runner is None:
@@ -157,23 +189,32 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
         if not _fits(job, labels):
             continue
         token = secrets.token_urlsafe(24)
+        expires = now + timedelta(seconds=lease_seconds())
         with transaction.atomic():
-            taken = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            # Still queued and still at the attempt we read: nobody took it meanwhile, so
+            # the row we hold in memory is the row in the database (no re-read needed).
+            taken = Job.objects.filter(
+                pk=job.pk, status=JobStatus.QUEUED, attempt=job.attempt
+            ).update(
                 status=JobStatus.RUNNING,
                 runner=runner,
                 lease_token=token,
-                lease_expires_at=now + timedelta(seconds=lease_seconds()),
-                attempt=F("attempt") + 1,
+                lease_expires_at=expires,
+                attempt=job.attempt + 1,
                 started_at=now,
             )
             if not taken:
                 continue  # another runner won this one
-            job.refresh_from_db()
+            job.status, job.runner, job.lease_token = JobStatus.RUNNING, runner, token
+            job.lease_expires_at, job.attempt, job.started_at = expires, job.attempt + 1, now
             attempt = JobAttempt.objects.create(
                 job=job, number=job.attempt, runner=runner, started_at=now
             )
             run = job.run
-            runs.advance(actor, run)
+            # A queued job of a running run starting changes nothing else in the graph;
+            # only a run's first job moves the run itself on.
+            if run.status != RunStatus.RUNNING:
+                runs.advance(actor, run)
             events.record(
                 actor,
                 "job.started",
@@ -278,26 +319,37 @@ def append_log(
     clock: Actor | None = None,
 ) -> int:
     """Append ``data`` at byte ``offset`` of the attempt's log; resending is harmless."""
-    if len(data) > MAX_LOG_CHUNK:
-        raise InvalidInput(f"a log chunk may hold at most {MAX_LOG_CHUNK} bytes", field="data")
+    _check_chunk(data)
     now = (clock or system_actor()).now()
     with transaction.atomic():
         job = held_job(runner, job_id, lease_token, now)
         attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
-        size = attempt.log_size
-        if offset > size:
-            raise Conflict(
-                f"log offset {offset} is past the end ({size}): resend from {size}", field="offset"
-            )
-        fresh = data[size - offset :]
-        if fresh:
-            secret_values = list(
-                Secret.objects.filter(service=job.run.service).values_list("value", flat=True)
-            )
-            LogChunk.objects.create(attempt=attempt, offset=size, data=_mask(fresh, secret_values))
-            attempt.log_size = size + len(fresh)
+        before = attempt.log_size
+        if _append(job, attempt, offset, data) != before:
             attempt.save(update_fields=["log_size"])
         return attempt.log_size
+
+
+def _check_chunk(data: bytes) -> None:
+    if len(data) > MAX_LOG_CHUNK:
+        raise InvalidInput(f"a log chunk may hold at most {MAX_LOG_CHUNK} bytes", field="data")
+
+
+def _append(job: Job, attempt: JobAttempt, offset: int, data: bytes) -> int:
+    """Store what of ``data`` (starting at ``offset``) is new; the caller saves the size."""
+    size = attempt.log_size
+    if offset > size:
+        raise Conflict(
+            f"log offset {offset} is past the end ({size}): resend from {size}", field="offset"
+        )
+    fresh = data[size - offset :]
+    if fresh:
+        secret_values = list(
+            Secret.objects.filter(service=job.run.service).values_list("value", flat=True)
+        )
+        LogChunk.objects.create(attempt=attempt, offset=size, data=_mask(fresh, secret_values))
+        attempt.log_size = size + len(fresh)
+    return attempt.log_size
 
 
 def complete(
@@ -308,33 +360,49 @@ def complete(
     exit_code: int | None = None,
     reason: str = "",
     *,
+    log_offset: int = 0,
+    log: bytes = b"",
     clock: Actor | None = None,
 ) -> Job:
-    """Record the runner's result; the job graph moves on."""
+    """Record the runner's result, and the last bytes of its log (``log`` at byte
+    ``log_offset``, appended as `append_log` would); the job graph moves on."""
     if outcome not in OUTCOMES:
         raise InvalidInput(
             f"unknown outcome {outcome!r}: use {', '.join(sorted(OUTCOMES))}", field="outcome"
         )
+    _check_chunk(log)
     actor = clock or system_actor()
     with transaction.atomic():
         job = held_job(runner, job_id, lease_token, actor.now())
+        log_size = None
+        if log:
+            attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
+            log_size = _append(job, attempt, log_offset, log)
         failure = {
             "failed": "script_failure",
             "timed_out": "timeout",
             "canceled": "canceled",
             "error": "infrastructure",
         }.get(outcome, "")
-        _settle(actor, job, outcome, exit_code, failure, reason)
+        _settle(actor, job, outcome, exit_code, failure, reason, log_size=log_size)
     return job
 
 
 def _settle(
-    actor: Actor, job: Job, outcome: str, exit_code: int | None, failure: str, detail: str
+    actor: Actor,
+    job: Job,
+    outcome: str,
+    exit_code: int | None,
+    failure: str,
+    detail: str,
+    *,
+    log_size: int | None = None,
 ) -> None:
     """End the current attempt; retry it, or finish the job; then move the run on."""
     now = actor.now()
+    ended: dict[str, Any] = {"log_size": log_size} if log_size is not None else {}
     JobAttempt.objects.filter(job=job, number=job.attempt).update(
-        finished_at=now, outcome=outcome, exit_code=exit_code, reason=detail or failure
+        finished_at=now, outcome=outcome, exit_code=exit_code, reason=detail or failure, **ended
     )
     job.lease_token, job.lease_expires_at, job.exit_code = "", None, exit_code
     if (
@@ -421,13 +489,30 @@ def reap(*, clock: Actor | None = None) -> int:
 
 
 def source_bundle(runner: Runner, job_id: int, lease_token: str) -> Path:
-    """The git bundle of the job's commit (a path), for the runner's checkout."""
+    """The git bundle of the job's commit (a path), for the runner's checkout.
+
+    The periodic sweep removes bundles of finished runs and, later, the refs that pin
+    their commits; a retried job of such a run gets both back here, as long as the
+    mirror still holds the commit.
+    """
     with transaction.atomic():
         job = held_job(runner, job_id, lease_token, system_actor().now())
-    mirror = runs.mirror_of(job.run.service)
-    return git.bundle(
-        mirror, job.run_id, Path(settings.DATA_DIR) / "bundles" / f"run-{job.run_id}.bundle"
-    )
+    run = job.run
+    mirror = runs.mirror_of(run.service)
+    out = bundle_path(run.pk)
+    if not out.exists():
+        try:
+            git.pin(mirror, run.pk, run.sha)
+        except git.GitError:
+            raise git.GitError(
+                f"the commit {run.sha[:12]} of run #{run.number} is no longer in the "
+                "repository mirror: start a new run"
+            ) from None
+    return git.bundle(mirror, run.pk, out)
+
+
+def bundle_path(run_id: int) -> Path:
+    return Path(settings.DATA_DIR) / "bundles" / f"run-{run_id}.bundle"
 
 
 def log_bytes(job: Job, attempt: int | None = None, offset: int = 0) -> bytes:

@@ -4,6 +4,9 @@ their own token (``Authorization: Bearer obeyar_…``) and name their lease in
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 import time
 from datetime import datetime
 from typing import IO, Any, cast
@@ -12,9 +15,11 @@ from django.http import FileResponse, HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import HttpBearer
 
+from obeya.core.errors import InvalidInput
 from obeya.pipelines import artifacts, leases, reports, wakeup
 from obeya.pipelines.models import Runner
 
+log = logging.getLogger("obeya.pipelines")
 router = Router(tags=["runner protocol"])
 MAX_WAIT_S = 30.0
 # A job queued by this process wakes its waiting runners at once; a job queued by another
@@ -59,14 +64,22 @@ class LogOut(Schema):
     next_offset: int
 
 
+class LogTail(Schema):
+    offset: int
+    data: str  # base64
+
+
 class CompleteIn(Schema):
     outcome: str
     exit_code: int | None = None
     reason: str = ""
+    log: LogTail | None = None  # the log's last bytes, appended before the result
+    next: bool = False  # hand back the next job for this runner, if one is waiting
 
 
 class CompleteOut(Schema):
     status: str
+    next: dict[str, Any] | None = None
 
 
 @router.post(
@@ -80,15 +93,17 @@ def claim(request: HttpRequest, payload: ClaimIn) -> Any:
     if payload.labels is not None:
         runner = leases.declare_labels(runner, payload.labels)
     deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
-    while True:
+    while not wakeup.closing.is_set():  # a server shutting down hands out no work
         _reap_now_and_then()
         claimed = leases.claim(runner)
         if claimed is not None:
             return Status(200, claimed.payload)
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or wakeup.closing.is_set():
-            return Status(204, None)
+        if remaining <= 0:
+            break
         wakeup.wait(min(POLL_INTERVAL_S, remaining))
+        runner.refresh_from_db(fields=["paused", "labels"])  # paused while we waited?
+    return Status(204, None)
 
 
 @router.post(
@@ -124,22 +139,48 @@ def append_log(
 )
 def source(request: HttpRequest, job_id: int, x_obeya_lease: str = Header(...)) -> FileResponse:
     path = leases.source_bundle(_runner(request), job_id, x_obeya_lease)
-    return FileResponse(path.open("rb"), content_type="application/octet-stream")
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:  # the sweep removed it just now: make it again
+        handle = leases.source_bundle(_runner(request), job_id, x_obeya_lease).open("rb")
+    return FileResponse(handle, content_type="application/octet-stream")
 
 
 @router.post(
     "/runner/jobs/{job_id}/complete",
     auth=RunnerAuth(),
     response=CompleteOut,
-    summary="Report the job's result",
+    summary="Report the job's result (with the log's last bytes); maybe get the next job",
 )
 def complete(
     request: HttpRequest, job_id: int, payload: CompleteIn, x_obeya_lease: str = Header(...)
-) -> dict[str, str]:
+) -> dict[str, Any]:
+    runner = _runner(request)
+    tail = b""
+    if payload.log is not None:
+        try:
+            tail = base64.b64decode(payload.log.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("log.data must be base64", field="log") from None
     job = leases.complete(
-        _runner(request), job_id, x_obeya_lease, payload.outcome, payload.exit_code, payload.reason
+        runner,
+        job_id,
+        x_obeya_lease,
+        payload.outcome,
+        payload.exit_code,
+        payload.reason,
+        log_offset=payload.log.offset if payload.log is not None else 0,
+        log=tail,
     )
-    return {"status": job.status}
+    following = None
+    if payload.next and not wakeup.closing.is_set():
+        try:
+            claimed = leases.claim(runner)
+        except Exception:  # the result is stored; the runner will claim the usual way
+            log.exception("runner %s: claiming the next job after job %s failed", runner, job_id)
+        else:
+            following = claimed.payload if claimed is not None else None
+    return {"status": job.status, "next": following}
 
 
 class ArtifactOut(Schema):

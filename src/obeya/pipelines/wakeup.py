@@ -11,14 +11,15 @@ _queued = threading.Condition()
 closing = threading.Event()
 
 
-def _notify() -> None:
+def notify() -> None:
+    """Wake every waiting long-poll in this process now."""
     with _queued:
         _queued.notify_all()
 
 
 def job_queued() -> None:
     """Call inside the transaction that queued a job; waiters wake once it commits."""
-    transaction.on_commit(_notify)
+    transaction.on_commit(notify)
 
 
 def wait(timeout_s: float) -> None:
@@ -28,4 +29,4 @@ def wait(timeout_s: float) -> None:
 
 def close() -> None:
     closing.set()
-    _notify()
+    notify()

@@ -5,8 +5,9 @@ Standard library and httpx only: a runner machine needs no Django and no databas
 
 from __future__ import annotations
 
+import base64
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,19 +44,33 @@ def _error(response: httpx.Response) -> ProtocolError:
     return ProtocolError(f"{response.status_code}: {message}")
 
 
+@dataclass(frozen=True)
+class Completion:
+    """The server's answer to a result: the job's status, and maybe the next job to run."""
+
+    status: str
+    next_job: dict[str, Any] | None = None
+
+
 @dataclass
 class ServerClient:
-    """Calls to one Obeya server with one runner token; transient failures are retried."""
+    """Calls to one Obeya server with one runner token; transient failures are retried.
+
+    ``transport`` replaces the network: the embedded runners of `obeya serve` hand their
+    requests straight to the server's own request handler (see pipelines.background).
+    """
 
     url: str
     token: str
     timeout_s: float = 60.0
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(
             base_url=self.url.rstrip("/"),
             headers={"Authorization": f"Bearer {self.token}", "User-Agent": "obeya-runner"},
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+            transport=self.transport,
         )
 
     def close(self) -> None:
@@ -118,15 +133,27 @@ class ServerClient:
         return dest
 
     def complete(
-        self, job_id: int, lease: str, outcome: str, exit_code: int | None, reason: str
-    ) -> str:
-        body = self._call(
-            "POST",
-            f"/jobs/{job_id}/complete",
-            lease=lease,
-            json={"outcome": outcome, "exit_code": exit_code, "reason": reason},
-        ).json()
-        return str(body["status"])
+        self,
+        job_id: int,
+        lease: str,
+        outcome: str,
+        exit_code: int | None,
+        reason: str,
+        *,
+        log_offset: int = 0,
+        log: bytes = b"",
+        want_next: bool = False,
+    ) -> Completion:
+        """Report the result, with the log's last bytes (at ``log_offset``); with
+        ``want_next`` the server hands back the next job for us, if one is waiting."""
+        body: dict[str, Any] = {"outcome": outcome, "exit_code": exit_code, "reason": reason}
+        if log:
+            body["log"] = {"offset": log_offset, "data": base64.b64encode(log).decode("ascii")}
+        if want_next:
+            body["next"] = True
+        answer = self._call("POST", f"/jobs/{job_id}/complete", lease=lease, json=body).json()
+        following = answer.get("next")
+        return Completion(str(answer["status"]), following if isinstance(following, dict) else None)
 
     def upload_artifact(self, job_id: int, lease: str, name: str, archive: Path) -> str:
         """Send a packed artifact; returns its sha256 as the server stored it."""

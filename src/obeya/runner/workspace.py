@@ -1,6 +1,6 @@
-"""A job's working directory: checked out from a git bundle, cleaned up, artifacts in and out.
+"""A job's working directory: removed safely, artifacts packed out of it and unpacked into one.
 
-`prepare_workspace` gives each (job, attempt) a fresh clone at an exact commit.
+`cleanup_workspace` removes a directory tree without following symlinks out of it.
 `safe_extract_tar` unpacks an artifact archive from elsewhere without letting it write
 outside its destination, and `pack_paths` packs a job's artifacts without letting a
 pattern or a symlink reach outside the workspace.
@@ -13,16 +13,11 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import tarfile
-import tempfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-GIT_TIMEOUT_S = 600.0
-
-_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
 
@@ -37,56 +32,6 @@ class UnsafeArchive(WorkspaceError):
         self.member = member
         self.reason = reason
         super().__init__(f'Refusing to extract {archive.name}: member "{member}" {reason}.')
-
-
-def prepare_workspace(root: Path, job_id: int, attempt: int, bundle_path: Path, sha: str) -> Path:
-    """Clone `bundle_path` into a fresh directory for this attempt and check out `sha`.
-
-    A directory left from an earlier run of the same attempt is removed first. Git runs
-    with no system or global config, no prompts, and a throwaway HOME, so nothing on the
-    runner machine (hooks, URL rewrites, credential helpers) changes what is checked out.
-    """
-    if not _SHA.fullmatch(sha):
-        raise WorkspaceError(f"Commit {sha!r} is not a full hexadecimal sha: pass all 40 digits.")
-    if job_id < 0 or attempt < 0:
-        raise WorkspaceError(f"Job {job_id} attempt {attempt}: both must be >= 0.")
-    bundle = bundle_path.resolve()
-    if not bundle.is_file():
-        raise WorkspaceError(f"Bundle {bundle} does not exist: download it before cloning.")
-    workspace = root.resolve() / f"job-{job_id}-attempt-{attempt}"
-    cleanup_workspace(workspace)
-    workspace.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(prefix="obeya-git-home-") as home:
-            # init + fetch of every ref, not clone: clone takes only branches, and the
-            # server names the run's commit refs/obeya/runs/<id> in the bundle.
-            _git(
-                f"Creating the workspace for {bundle.name}",
-                ["init", "--quiet", "--template=", str(workspace)],
-                home,
-            )
-            _git(
-                f"Fetching {bundle.name}",
-                [
-                    "-C",
-                    str(workspace),
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    str(bundle),
-                    "+refs/*:refs/bundle/*",
-                ],
-                home,
-            )
-            _git(
-                f"Checking out {sha} from {bundle.name}",
-                ["-C", str(workspace), "checkout", "--quiet", "--detach", sha, "--"],
-                home,
-            )
-    except BaseException:
-        cleanup_workspace(workspace)
-        raise
-    return workspace
 
 
 def cleanup_workspace(path: Path) -> None:
@@ -162,31 +107,6 @@ def pack_paths(workspace: Path, patterns: list[str], out: Path) -> list[str]:
             tar.add(root / relative, arcname=relative, recursive=False, filter=_anonymous)
     unfinished.replace(out)
     return packed
-
-
-def _git(doing: str, args: list[str], home: str) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-    }
-    try:
-        subprocess.run(
-            ["git", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=True,
-            timeout=GIT_TIMEOUT_S,
-        )
-    except subprocess.CalledProcessError as exc:
-        detail = exc.stderr.decode("utf-8", "replace").strip() or f"exit code {exc.returncode}"
-        raise WorkspaceError(f"{doing} failed: {detail}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise WorkspaceError(f"{doing} took longer than {exc.timeout:g}s.") from exc
 
 
 def _open_up_directories(top: Path) -> None:

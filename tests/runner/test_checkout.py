@@ -1,0 +1,239 @@
+"""Checkouts: each job gets its exact commit, clean, from a working copy the runner keeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from obeya.runner import checkout
+from obeya.runner.checkout import Checkouts
+from obeya.runner.workspace import WorkspaceError
+
+
+def git(*args: str, cwd: Path) -> str:
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    done = subprocess.run(
+        ["git", *identity, *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+class Source:
+    """A repository with two commits on main, and a download that counts its calls."""
+
+    def __init__(self, root: Path) -> None:
+        self.repo = root / "repo"
+        self.repo.mkdir()
+        git("init", "--quiet", "--initial-branch=main", cwd=self.repo)
+        (self.repo / ".gitignore").write_text("build/\n")
+        (self.repo / "app.txt").write_text("one\n")
+        git("add", "-A", cwd=self.repo)
+        git("commit", "--quiet", "-m", "first", cwd=self.repo)
+        self.first = git("rev-parse", "HEAD", cwd=self.repo)
+        (self.repo / "app.txt").write_text("two\n")
+        git("commit", "--quiet", "-am", "second", cwd=self.repo)
+        self.head = git("rev-parse", "HEAD", cwd=self.repo)
+        self.downloads = 0
+
+    def download(self, dest: Path) -> Path:
+        self.downloads += 1
+        git("bundle", "create", "--quiet", str(dest), "--all", cwd=self.repo)
+        return dest
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Source:
+    return Source(tmp_path)
+
+
+@pytest.fixture
+def checkouts(tmp_path: Path):
+    made = Checkouts(tmp_path / "work")
+    yield made
+    made.close()
+
+
+def pristine(workspace: Path) -> bool:
+    return git("status", "--porcelain", "--ignored", cwd=workspace) == ""
+
+
+def test_checks_out_the_exact_sha_not_the_branch_head(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("svc", source.first, source.download)
+    assert (workspace / "app.txt").read_text() == "one\n"
+    assert git("rev-parse", "HEAD", cwd=workspace) == source.first
+    assert pristine(workspace)
+
+
+def test_the_next_job_finds_nothing_the_last_one_left(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    (workspace / "app.txt").write_text("changed by the job\n")
+    (workspace / ".gitignore").unlink()
+    (workspace / "untracked.txt").write_text("left behind")
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.o").write_text("ignored, but not kept")
+    (workspace / "nested").mkdir()
+    git("init", "--quiet", cwd=workspace / "nested")
+    git("checkout", "--quiet", "-b", "made-by-the-job", cwd=workspace)
+    checkouts.release(workspace)
+
+    again = checkouts.prepare("svc", source.head, source.download)
+
+    assert again == workspace
+    assert (again / "app.txt").read_text() == "two\n"
+    assert (again / ".gitignore").exists()
+    assert sorted(p.name for p in again.iterdir()) == [".git", ".gitignore", "app.txt"]
+    assert git("rev-parse", "HEAD", cwd=again) == source.head
+    assert pristine(again)
+    assert source.downloads == 1  # the commit was already there
+
+
+def test_moving_between_commits_gives_each_exactly(checkouts: Checkouts, source: Source):
+    for sha, text in ((source.head, "two\n"), (source.first, "one\n"), (source.head, "two\n")):
+        workspace = checkouts.prepare("svc", sha, source.download)
+        assert (workspace / "app.txt").read_text() == text
+        assert git("rev-parse", "HEAD", cwd=workspace) == sha
+        (workspace / "junk").write_text("x")
+        checkouts.release(workspace)
+
+
+def test_each_service_has_its_own_working_copy(checkouts: Checkouts, source: Source):
+    one = checkouts.prepare("one", source.head, source.download)
+    checkouts.release(one)
+    two = checkouts.prepare("two", source.first, source.download)
+    assert one != two
+    assert (two / "app.txt").read_text() == "one\n"
+
+
+def test_global_and_system_git_config_have_no_say(
+    tmp_path: Path, checkouts: Checkouts, source: Source, monkeypatch: pytest.MonkeyPatch
+):
+    home = tmp_path / "home"
+    hooks = home / "hooks"
+    hooks.mkdir(parents=True)
+    marker = tmp_path / "hook-ran"
+    hook = hooks / "post-checkout"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {hooks}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    bundle = source.download(tmp_path / "plain.bundle")
+    # Control: with that config a plain clone does run the hook.
+    subprocess.run(["git", "clone", "-q", str(bundle), str(tmp_path / "plain")], check=True)
+    assert marker.exists()
+    marker.unlink()
+
+    checkouts.prepare("svc", source.head, source.download)
+    assert not marker.exists()
+
+
+def test_hooks_and_settings_a_job_wrote_have_no_say_in_the_next_checkout(
+    tmp_path: Path, checkouts: Checkouts, source: Source
+):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    marker = tmp_path / "hook-ran"
+    hook = workspace / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    with (workspace / ".git" / "config").open("a") as config:
+        config.write("[core]\n\tautocrlf = true\n")
+    (workspace / ".git" / "info").mkdir(exist_ok=True)
+    (workspace / ".git" / "info" / "attributes").write_text("* text eol=crlf\n")
+    checkouts.release(workspace)
+
+    again = checkouts.prepare("svc", source.first, source.download)
+
+    assert not marker.exists()
+    assert (again / "app.txt").read_bytes() == b"one\n"
+
+
+def test_a_working_copy_git_cannot_clean_is_replaced(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    locked = workspace / "build" / "cache"
+    locked.mkdir(parents=True)
+    (locked / "module.go").write_text("read-only, like Go's module cache")
+    locked.chmod(0o500)
+    checkouts.release(workspace)
+
+    again = checkouts.prepare("svc", source.head, source.download)
+
+    assert (again / "app.txt").read_text() == "two\n"
+    assert not (again / "build").exists()
+    assert pristine(again)
+
+
+def test_a_broken_git_directory_is_replaced(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    (workspace / ".git" / "HEAD").write_text("not a ref at all\n")
+    checkouts.release(workspace)
+
+    again = checkouts.prepare("svc", source.head, source.download)
+
+    assert git("rev-parse", "HEAD", cwd=again) == source.head
+    assert source.downloads == 2  # cloned afresh
+
+
+def test_a_working_copy_left_by_an_earlier_runner_is_cleaned_and_kept(
+    tmp_path: Path, source: Source
+):
+    first = Checkouts(tmp_path / "work")
+    workspace = first.prepare("svc", source.head, source.download)
+    (workspace / "left-by-a-killed-job").write_text("x")
+    first.close()  # the runner died mid-job: no release
+
+    second = Checkouts(tmp_path / "work")
+    try:
+        again = second.prepare("svc", source.head, source.download)
+    finally:
+        second.close()
+    assert again == workspace
+    assert not (again / "left-by-a-killed-job").exists()
+    assert source.downloads == 1  # its commits are still there
+
+
+def test_two_workers_on_one_work_dir_never_share_a_slot(tmp_path: Path, source: Source):
+    one, two = Checkouts(tmp_path / "work"), Checkouts(tmp_path / "work")
+    try:
+        assert one.root != two.root
+        assert one.prepare("svc", source.head, source.download) != two.prepare(
+            "svc", source.head, source.download
+        )
+    finally:
+        one.close()
+        two.close()
+
+
+def test_least_recently_used_working_copies_go_past_the_limit(
+    checkouts: Checkouts, source: Source, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(checkout, "MAX_REPOSITORIES", 3)
+    made = []
+    for service in ("a", "b", "c"):
+        made.append(checkouts.prepare(service, source.head, source.download))
+        checkouts.release(made[-1])
+        checkouts.wait()
+        os.utime(made[-1], (1000.0 * len(made), 1000.0 * len(made)))  # a, then b, then c
+    checkouts.prepare("d", source.head, source.download)
+    assert [path.exists() for path in made] == [False, True, True]
+
+
+def test_a_sha_missing_from_the_bundle_is_a_clear_error(checkouts: Checkouts, source: Source):
+    with pytest.raises(WorkspaceError, match=f"Checking out {'0' * 40} failed"):
+        checkouts.prepare("svc", "0" * 40, source.download)
+
+
+@pytest.mark.parametrize("sha", ["HEAD", "main", "--upload-pack=touch x", "abc123"])
+def test_only_a_full_sha_is_accepted(checkouts: Checkouts, source: Source, sha: str):
+    with pytest.raises(WorkspaceError, match="not a full hexadecimal sha"):
+        checkouts.prepare("svc", sha, source.download)
+    assert source.downloads == 0
+
+
+def test_an_odd_service_name_stays_inside_the_slot(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("../../escape", source.head, source.download)
+    assert workspace.parent == checkouts.root
