@@ -734,7 +734,7 @@ def _recover(actor: Actor, lease: Lease, deployment: Deployment) -> None:
             lease,
             deployment,
             DeploymentStatus.FAILED,
-            f"{lost}, before the switch: current is unchanged ({previous or 'none'})",
+            f"{lost}, before the switch: current is unchanged ({hosts[0].current() or 'none'})",
             failed_event=False,
         )
         return
