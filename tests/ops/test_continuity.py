@@ -21,7 +21,7 @@ from obeya.core.actors import Actor, system_actor
 from obeya.core.clock import ManualClock
 from obeya.core.errors import InvalidInput, PermissionDenied
 from obeya.core.models import Event
-from obeya.ops import continuity, continuity_scheduler
+from obeya.ops import continuity, continuity_drills, continuity_scheduler, continuity_status
 from obeya.ops import continuity_logic as logic
 from obeya.ops.continuity_models import BackupJob, BackupRun
 from tests.conftest import actor
@@ -57,21 +57,21 @@ def test_rpo_compliance_is_the_age_of_the_last_backup_that_really_succeeded(rita
     me = _at(rita, clock)
     continuity.set_policy(me, "shop", rpo_s=3600)
     continuity.create_job(me, "shop", "nightly", command=_writer(tmp_path), schedule="0 * * * *")
-    assert continuity.status(me, "shop").rpo.state == "no_backup"
+    assert continuity_status.status(me, "shop").rpo.state == "no_backup"
 
     run = continuity.run_backup(me, "shop", "nightly")
     assert run.ok and run.exit_code == 0 and run.trigger == "manual"
     assert run.location == str(tmp_path / "shop.backup") and run.size_bytes == len("orders 1-42")
 
     clock.advance(timedelta(minutes=30))
-    now = continuity.status(me, "shop")
+    now = continuity_status.status(me, "shop")
     assert (now.rpo.state, now.rpo.age_s, now.rpo.rpo_s) == ("met", 1800, 3600)
 
     continuity.update_job(me, "shop", "nightly", command="echo disk full >&2; exit 4")
     clock.advance(timedelta(minutes=31))
     failed = continuity.run_backup(me, "shop", "nightly")
     assert failed.ok is False and failed.exit_code == 4 and "disk full" in failed.detail
-    later = continuity.status(me, "shop")
+    later = continuity_status.status(me, "shop")
     assert later.rpo.state == "breached" and later.rpo.age_s == 61 * 60
     assert later.last_backup == run and later.last_run == failed and later.flagged
     kinds = list(Event.objects.filter(service="shop").values_list("kind", flat=True))
@@ -105,7 +105,7 @@ def test_a_backup_that_exits_0_but_names_a_missing_or_empty_file_failed(rita, tm
     continuity.update_job(me, "shop", "liar", command=f": > {empty}; echo {empty}")
     run = continuity.run_backup(me, "shop", "liar")
     assert run.ok is False and run.size_bytes == 0 and "empty" in run.detail
-    assert continuity.status(me, "shop").last_backup is None
+    assert continuity_status.status(me, "shop").last_backup is None
 
 
 def test_a_backup_that_hangs_is_killed_at_its_timeout(rita):
@@ -188,10 +188,10 @@ def _drillable(me: Actor, folder: Path, **policy: object) -> None:
 def test_a_drill_restores_the_last_backup_into_scratch_and_verifies_it(rita, tmp_path):
     me = actor(rita)
     _drillable(me, tmp_path, rto_s=3600)
-    drill = continuity.run_drill(me, "shop")
+    drill = continuity_drills.run_drill(me, "shop")
     assert (drill.number, drill.status, drill.rto_verdict) == (1, "passed", "within_rto")
     assert drill.restore_exit_code == 0 and drill.verify_exit_code == 0
-    assert drill.backup_run == continuity.status(me, "shop").last_backup
+    assert drill.backup_run == continuity_status.status(me, "shop").last_backup
     assert drill.duration_s is not None and drill.duration_s > 0
     assert not list((Path(tmp_path) / "data" / "scratch").iterdir())  # scratch removed
     assert Event.objects.filter(kind="drill.passed", service="shop").count() == 1
@@ -200,11 +200,11 @@ def test_a_drill_restores_the_last_backup_into_scratch_and_verifies_it(rita, tmp
 def test_a_drill_whose_restore_command_fails_is_failed_never_passed(rita, tmp_path):
     me = actor(rita)
     _drillable(me, tmp_path, rto_s=3600, restore_command="echo no such backup >&2; exit 3")
-    drill = continuity.run_drill(me, "shop")
+    drill = continuity_drills.run_drill(me, "shop")
     assert drill.status == "failed" and drill.rto_verdict == "failed"
     assert drill.restore_exit_code == 3 and drill.verify_exit_code is None
     assert "restore command exited 3: no such backup" in drill.detail
-    status = continuity.status(me, "shop")
+    status = continuity_status.status(me, "shop")
     assert status.last_drill == drill and status.last_passed_drill is None
     assert status.drill_overdue  # never passed: flagged
 
@@ -212,10 +212,10 @@ def test_a_drill_whose_restore_command_fails_is_failed_never_passed(rita, tmp_pa
 def test_a_drill_whose_verify_fails_or_that_hangs_is_failed(rita, tmp_path):
     me = actor(rita)
     _drillable(me, tmp_path, verify_command="grep -q 'orders 1-43' \"$OBEYA_SCRATCH_DIR/restored\"")
-    drill = continuity.run_drill(me, "shop")
+    drill = continuity_drills.run_drill(me, "shop")
     assert (drill.status, drill.restore_exit_code, drill.verify_exit_code) == ("failed", 0, 1)
     continuity.set_policy(me, "shop", restore_command="sleep 60", drill_timeout_s=1)
-    hung = continuity.run_drill(me, "shop")
+    hung = continuity_drills.run_drill(me, "shop")
     assert hung.status == "failed" and hung.restore_exit_code is None and "killed" in hung.detail
 
 
@@ -227,7 +227,7 @@ def test_a_slow_drill_passes_but_is_over_the_rto(rita, tmp_path):
         rto_s=1,
         restore_command='sleep 1.2 && cp "$OBEYA_BACKUP_FILE" "$OBEYA_SCRATCH_DIR/restored"',
     )
-    drill = continuity.run_drill(me, "shop")
+    drill = continuity_drills.run_drill(me, "shop")
     assert (drill.status, drill.rto_s, drill.rto_verdict) == ("passed", 1, "over_rto")
 
 
@@ -235,13 +235,13 @@ def test_a_service_is_flagged_when_its_last_passing_drill_is_too_old(rita, tmp_p
     clock = ManualClock(timezone.now())
     me = _at(rita, clock)
     _drillable(me, tmp_path, max_drill_age_days=7, rpo_s=86400 * 30)
-    continuity.run_drill(me, "shop")
+    continuity_drills.run_drill(me, "shop")
     clock.advance(timedelta(days=6))
-    assert not continuity.status(me, "shop").drill_overdue
+    assert not continuity_status.status(me, "shop").drill_overdue
     clock.advance(timedelta(days=2))
-    status = continuity.status(me, "shop")
+    status = continuity_status.status(me, "shop")
     assert status.drill_overdue and status.flagged
-    assert [s.slug for s in continuity.flagged_services(me)] == ["shop"]
+    assert [s.slug for s in continuity_status.flagged_services(me)] == ["shop"]
 
 
 def test_obeya_drill_service_prints_the_verdict_and_exits_1_when_it_failed(rita, tmp_path):
@@ -298,7 +298,7 @@ def test_a_bad_policy_is_refused_naming_the_field(rita, fields, field):
 
 def test_a_drill_needs_a_restore_command_and_the_operate_permission(rita, make_user):
     with pytest.raises(InvalidInput) as refused:
-        continuity.run_drill(actor(rita), "shop")
+        continuity_drills.run_drill(actor(rita), "shop")
     assert refused.value.field == "restore_command"
     make_user("dev")
     catalog.add_member(actor(rita), "shop", "dev", "developer")
@@ -306,7 +306,7 @@ def test_a_drill_needs_a_restore_command_and_the_operate_permission(rita, make_u
     with pytest.raises(PermissionDenied):
         continuity.set_policy(developer, "shop", rpo_s=60)
     with pytest.raises(PermissionDenied):
-        continuity.run_drill(developer, "shop")
+        continuity_drills.run_drill(developer, "shop")
 
 
 # ---- rules -------------------------------------------------------------------------------

@@ -61,11 +61,11 @@ def drill(
         _drill_obeya(as_json)
         return
     from obeya.core.actors import Actor
-    from obeya.ops import continuity
+    from obeya.ops import continuity_drills
 
     service = service or ""
-    done = continuity.run_drill(Actor(user=None, channel="cli"), service)
-    shown = continuity.drill_dict(done)
+    done = continuity_drills.run_drill(Actor(user=None, channel="cli"), service)
+    shown = continuity_drills.drill_dict(done)
     if as_json:
         print_json({"service": service, **shown})
     else:

@@ -1,25 +1,23 @@
-"""Continuity as use cases (§4.4): a service's RPO/RTO policy, backup jobs, backups and
-restore drills run now, and the live verdicts computed from their evidence.
+"""Continuity as use cases (§4.4): a service's RPO/RTO policy, its backup jobs, and
+backups run now (by hand or by ``continuity_scheduler.py``) with their evidence kept.
 
 We prove recovery instead of declaring it: RPO compliance is the age of the newest backup
-that really succeeded; a drill passes only when its restore and its verify commands both
-exit 0, and its time is compared with the RTO. Permissions are checked here; each change
-is one transaction with its event. Due backups are claimed and run by
-``ops/continuity_scheduler.py``; Obeya's own database is in ``continuity_database.py``.
+that really succeeded (``continuity_status.py``), and a drill passes only when its restore
+and verify commands both exit 0 (``continuity_drills.py``). Permissions are checked here;
+each change is one transaction with its event. Obeya's own database is in
+``continuity_database.py``.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import QuerySet
 
 from obeya.backlog import services as backlog
 from obeya.catalog import services as catalog
@@ -30,7 +28,7 @@ from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.roles import Permission
 from obeya.ops import continuity_logic as logic
 from obeya.ops import continuity_shell as shell
-from obeya.ops.continuity_models import BackupJob, BackupRun, ContinuityPolicy, RestoreDrill
+from obeya.ops.continuity_models import BackupJob, BackupRun, ContinuityPolicy
 from obeya.ops.logic import NAME
 
 POLICY_FIELDS = (
@@ -312,233 +310,6 @@ def last_good_backup(service: Service) -> BackupRun | None:
     )
 
 
-# ---- restore drills ----------------------------------------------------------------------
-
-
-def _numbered_drill(actor: Actor, service: Service, **fields: Any) -> RestoreDrill:
-    for _attempt in range(5):
-        number = (
-            RestoreDrill.objects.filter(service=service).aggregate(n=Max("number"))["n"] or 0
-        ) + 1
-        try:
-            with transaction.atomic():
-                return RestoreDrill.objects.create(
-                    service=service, number=number, started_at=actor.now(), **fields
-                )
-        except IntegrityError:
-            continue
-    raise Conflict("could not number the drill: try again")
-
-
-def run_drill(actor: Actor, slug: str) -> RestoreDrill:
-    """Rehearse recovery now: restore the newest good backup into a scratch directory
-    (``$OBEYA_SCRATCH_DIR``), verify it there, and time both against the RTO."""
-    service = catalog.get_service(slug)
-    catalog.require(actor, service, Permission.OPERATE)
-    policy = get_policy(slug)
-    if policy is None or not policy.restore_command:
-        raise InvalidInput(
-            f'"{slug}" has no restore drill: set its restore_command and verify_command first',
-            field="restore_command",
-        )
-    backup = last_good_backup(service)
-    drill = _numbered_drill(
-        actor,
-        service,
-        backup_run=backup,
-        restore_command=policy.restore_command,
-        verify_command=policy.verify_command,
-        timeout_s=policy.drill_timeout_s,
-        rto_s=objectives(service, policy).rto_s,
-        started_by=actor.name,
-    )
-    outcome = _rehearse(drill, slug, backup)
-    passed = outcome.restore.ok and outcome.verify is not None and outcome.verify.ok
-    verdict = logic.rto_verdict(passed, outcome.duration_s, drill.rto_s)
-    with transaction.atomic():
-        RestoreDrill.objects.filter(pk=drill.pk).update(
-            finished_at=actor.now(),
-            status="passed" if passed else "failed",
-            restore_exit_code=outcome.restore.exit_code,
-            verify_exit_code=outcome.verify.exit_code if outcome.verify else None,
-            duration_s=outcome.duration_s,
-            rto_verdict=verdict,
-            detail=outcome.detail(passed)[:300],
-            output_tail=outcome.output(),
-        )
-        events.record(
-            actor,
-            "drill.passed" if passed else "drill.failed",
-            f"drill:{drill.pk}",
-            {
-                "number": drill.number,
-                "duration_s": round(outcome.duration_s, 3),
-                "rto_s": drill.rto_s,
-                "rto_verdict": verdict,
-                "backup_run": backup.pk if backup else None,
-                "detail": outcome.detail(passed)[:300],
-            },
-            service=slug,
-        )
-    drill.refresh_from_db()
-    return drill
-
-
-@dataclass
-class _Rehearsal:
-    restore: shell.CommandResult
-    verify: shell.CommandResult | None
-    duration_s: float
-
-    def detail(self, passed: bool) -> str:
-        if self.restore.exit_code is None:
-            return f"restore command: {self.restore.output.strip().splitlines()[-1]}"
-        if not self.restore.ok:
-            return f"restore command exited {self.restore.exit_code}: {self.restore.last_line}"
-        if self.verify is None:
-            return "no time left to verify"
-        if self.verify.exit_code is None:
-            return f"verify command: {self.verify.output.strip().splitlines()[-1]}"
-        if not self.verify.ok:
-            return f"verify command exited {self.verify.exit_code}: {self.verify.last_line}"
-        return f"restored and verified in {logic.format_seconds(self.duration_s)}"
-
-    def output(self) -> str:
-        text = f"$ restore\n{self.restore.output}"
-        if self.verify is not None:
-            text += f"\n$ verify\n{self.verify.output}"
-        return logic.tail(text)
-
-
-def _rehearse(drill: RestoreDrill, slug: str, backup: BackupRun | None) -> _Rehearsal:
-    root = Path(settings.DATA_DIR) / "scratch"
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"drill-{slug}-{drill.number}-", dir=root))
-    env = shell.environment(
-        OBEYA_SERVICE=slug,
-        OBEYA_SCRATCH_DIR=str(scratch),
-        OBEYA_BACKUP_FILE=backup.location if backup else "",
-        OBEYA_BACKUP_RUN=str(backup.pk) if backup else "",
-    )
-    try:
-        restore = shell.run(drill.restore_command, drill.timeout_s, env, cwd=scratch)
-        verify = None
-        left = drill.timeout_s - restore.duration_s
-        if restore.ok and left > 0:
-            verify = shell.run(drill.verify_command, left, env, cwd=scratch)
-        spent = restore.duration_s + (verify.duration_s if verify else 0.0)
-        return _Rehearsal(restore, verify, spent)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def list_drills(slug: str, limit: int = 50) -> list[RestoreDrill]:
-    service = catalog.get_service(slug)
-    return list(
-        RestoreDrill.objects.filter(service=service)
-        .select_related("backup_run")
-        .order_by("-started_at", "-id")[:limit]
-    )
-
-
-# ---- status ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ContinuityStatus:
-    """Where a service stands on recovery, right now."""
-
-    slug: str
-    objectives: Objectives
-    rpo: logic.RpoVerdict
-    last_backup: BackupRun | None  # the newest that succeeded
-    last_run: BackupRun | None  # the newest, whatever its outcome
-    last_drill: RestoreDrill | None
-    last_passed_drill: RestoreDrill | None
-    max_drill_age_days: int
-    drill_overdue: bool
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def flagged(self) -> bool:
-        return self.drill_overdue or self.rpo.state in {"breached", "no_backup"}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.slug,
-            "rpo_s": self.objectives.rpo_s,
-            "rpo_source": self.objectives.rpo_source,
-            "rto_s": self.objectives.rto_s,
-            "rto_source": self.objectives.rto_source,
-            "rpo_state": self.rpo.state,
-            "last_backup_age_s": self.rpo.age_s,
-            "last_backup": run_dict(self.last_backup) if self.last_backup else None,
-            "last_run": run_dict(self.last_run) if self.last_run else None,
-            "last_drill": drill_dict(self.last_drill) if self.last_drill else None,
-            "last_passed_drill": (
-                drill_dict(self.last_passed_drill) if self.last_passed_drill else None
-            ),
-            "max_drill_age_days": self.max_drill_age_days,
-            "drill_overdue": self.drill_overdue,
-            "flagged": self.flagged,
-            "warnings": self.warnings,
-        }
-
-
-def status(actor: Actor, slug: str) -> ContinuityStatus:
-    """The live verdicts: RPO compliance at ``actor.now()``, the last drill against the
-    RTO, and whether the last passing drill is older than the policy's max age."""
-    service = catalog.get_service(slug)
-    policy = get_policy(slug)
-    found = objectives(service, policy)
-    now = actor.now()
-    last_backup = last_good_backup(service)
-    drills = RestoreDrill.objects.filter(service=service).exclude(status="running")
-    last_passed = drills.filter(status="passed").order_by("-finished_at", "-id").first()
-    max_age = policy.max_drill_age_days if policy else 30
-    return ContinuityStatus(
-        slug=slug,
-        objectives=found,
-        rpo=logic.rpo_verdict(last_backup.finished_at if last_backup else None, found.rpo_s, now),
-        last_backup=last_backup,
-        last_run=BackupRun.objects.filter(service=service).order_by("-started_at", "-id").first(),
-        last_drill=drills.order_by("-finished_at", "-id").first(),
-        last_passed_drill=last_passed,
-        max_drill_age_days=max_age,
-        drill_overdue=logic.drill_overdue(
-            last_passed.finished_at if last_passed else None, max_age, now
-        ),
-        warnings=_warnings(service, found, now),
-    )
-
-
-def _warnings(service: Service, found: Objectives, now: Any) -> list[str]:
-    warnings = []
-    if found.rpo_s == 0:
-        warnings.append(
-            f"an RPO of 0 (from {found.rpo_source}) means no data may be lost: backups alone "
-            "cannot meet it, that takes replication"
-        )
-    jobs = BackupJob.objects.filter(service=service, enabled=True)
-    if found.rpo_s is not None and not jobs.exists():
-        warnings.append("no enabled backup job: nothing keeps the RPO")
-    for job in jobs:
-        gap = logic.longest_gap_s(job.schedule, now, zone())
-        problem = logic.schedule_problem_for_rpo(gap, found.rpo_s)
-        if problem:
-            warnings.append(f"backup job {job.name}: {problem}")
-    return warnings
-
-
-def flagged_services(actor: Actor) -> list[ContinuityStatus]:
-    """Services with a continuity policy or backup jobs whose drill is overdue or whose
-    newest good backup is older than the RPO."""
-    slugs = set(ContinuityPolicy.objects.values_list("service__slug", flat=True))
-    slugs |= set(BackupJob.objects.values_list("service__slug", flat=True))
-    found = [status(actor, slug) for slug in sorted(slugs)]
-    return [item for item in found if item.flagged]
-
-
 def run_dict(run: BackupRun) -> dict[str, Any]:
     return {
         "id": run.pk,
@@ -552,21 +323,4 @@ def run_dict(run: BackupRun) -> dict[str, Any]:
         "location": run.location,
         "size_bytes": run.size_bytes,
         "detail": run.detail,
-    }
-
-
-def drill_dict(drill: RestoreDrill) -> dict[str, Any]:
-    return {
-        "number": drill.number,
-        "status": drill.status,
-        "started_at": drill.started_at.isoformat(),
-        "finished_at": drill.finished_at.isoformat() if drill.finished_at else None,
-        "duration_s": drill.duration_s,
-        "rto_s": drill.rto_s,
-        "rto_verdict": drill.rto_verdict,
-        "restore_exit_code": drill.restore_exit_code,
-        "verify_exit_code": drill.verify_exit_code,
-        "backup_run": drill.backup_run_id,
-        "detail": drill.detail,
-        "started_by": drill.started_by,
     }
