@@ -99,6 +99,19 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "never allowed.",
     ),
     Setting(
+        "OBEYA_SMTP_URL",
+        "",
+        "The mail server for e-mail notifications: smtp://host:25 (plain, for a local "
+        "relay), smtp+starttls://user:password@host:587 or smtps://user:password@host:465. "
+        "Empty: e-mail channels fail their deliveries saying no mail server is set.",
+        secret=True,
+    ),
+    Setting(
+        "OBEYA_EMAIL_FROM",
+        "obeya@localhost",
+        "The sender address of e-mail notifications.",
+    ),
+    Setting(
         "OBEYA_URL",
         "",
         "CLI only: the server the API-client commands talk to; overrides the saved login.",
@@ -202,6 +215,26 @@ OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
 OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
 OBEYA_DEPLOYERS = _whole_number("OBEYA_DEPLOYERS")
 OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
+OBEYA_SMTP_URL = setting("OBEYA_SMTP_URL")
+DEFAULT_FROM_EMAIL = setting("OBEYA_EMAIL_FROM")
+
+
+def _mail_url(url: str) -> tuple[str, int, str, str, bool, bool]:
+    """(host, port, user, password, STARTTLS, TLS) from OBEYA_SMTP_URL."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url or "smtp://localhost")
+    tls = parts.scheme == "smtps"
+    starttls = parts.scheme == "smtp+starttls"
+    port = parts.port or (465 if tls else 587 if starttls else 25)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    return parts.hostname or "localhost", port, user, password, starttls, tls
+
+
+(EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS, EMAIL_USE_SSL) = (
+    _mail_url(OBEYA_SMTP_URL)
+)
+EMAIL_TIMEOUT = 10
 
 INSTALLED_APPS = [
     "django.contrib.auth",

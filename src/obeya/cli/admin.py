@@ -40,10 +40,11 @@ def serve(
 
     extras = background.start(host, port, settings.OBEYA_RUNNERS)
     deployers_stop, _ = deployer.start(settings.OBEYA_DEPLOYERS)
-    from obeya.ops import continuity_scheduler, reactor, scheduler
+    from obeya.ops import continuity_scheduler, notify, reactor, scheduler
 
     monitors_stop, _ = scheduler.start()
     incidents_stop, _ = reactor.start()
+    notifier_stop, _ = notify.start()
     backups_stop, _ = continuity_scheduler.start()
     runners = settings.OBEYA_RUNNERS
     typer.echo(
@@ -53,7 +54,7 @@ def serve(
     try:
         _serve(host, port)
     finally:
-        for stop in (deployers_stop, monitors_stop, incidents_stop, backups_stop):
+        for stop in (deployers_stop, monitors_stop, incidents_stop, notifier_stop, backups_stop):
             stop.set()
         extras.shutdown()
 

@@ -47,6 +47,7 @@ class Policy:
     networks: tuple[IPNetwork, ...] = ()
     loopback: bool = False
     described: str = ""
+    public_hosts: frozenset[str] = frozenset()  # admitted only at public addresses
 
     def admits(self, host: str, address: IPAddress) -> bool:
         if any(address in network for network in NEVER):
@@ -55,11 +56,18 @@ class Policy:
             return self.loopback
         if any(address in network for network in self.networks):
             return True
-        return host.lower().rstrip(".") in self.hosts
+        name = host.lower().rstrip(".")
+        return name in self.hosts or (name in self.public_hosts and address.is_global)
 
 
-def policy_from(entries: Iterable[str], *, extra_hosts: Iterable[str] = ()) -> Policy:
-    """A policy from setting entries: ``loopback``, host names and CIDR networks."""
+def policy_from(
+    entries: Iterable[str], *, extra_hosts: Iterable[str] = (), public_hosts: Iterable[str] = ()
+) -> Policy:
+    """A policy from setting entries: ``loopback``, host names and CIDR networks.
+
+    ``extra_hosts`` are admitted at any address (a service's own environments);
+    ``public_hosts`` only at public ones (a webhook someone typed: never the inside).
+    """
     hosts: set[str] = {host.lower() for host in extra_hosts if host}
     networks: list[IPNetwork] = []
     loopback = False

@@ -269,3 +269,6 @@ from obeya.ops.continuity_models import (  # noqa: E402, F401
     ContinuityPolicy,
     RestoreDrill,
 )
+
+# Notifications (§3.1.5) too.
+from obeya.ops.notify_models import Channel, Delivery, DeliveryAttempt  # noqa: E402, F401
