@@ -28,6 +28,7 @@ def main() -> int:
     django.setup()
     from bench import (
         board_flow,
+        board_load,
         catalog_api,
         event_log,
         pipelines_logs,
@@ -42,6 +43,7 @@ def main() -> int:
         "pipelines_pickup": pipelines_pickup.run,
         "pipelines_logs": pipelines_logs.run,
         "board_flow": board_flow.run,
+        "board_load": board_load.run,
     }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))

@@ -14,16 +14,12 @@ runner`) is shared with the pickup and log benchmarks.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,9 +27,9 @@ from typing import Any
 
 import httpx
 
+from bench.serving import OBEYA, child_env, serve, stop
 from bench.timing import summary_ms
 
-OBEYA = str(Path(sys.executable).with_name("obeya"))
 PASSWORD = "a long enough bench password"  # noqa: S105 (a throwaway user in a temp dir)
 SLUG = "bench"
 FINISHED = {"succeeded", "failed", "canceled"}
@@ -57,18 +53,6 @@ class Stack:
     root: Path
 
 
-def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """An environment for a child `obeya`: its own data dir and config, embedded SQLite."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OBEYA_")}
-    env.update(
-        OBEYA_DATA_DIR=str(data_dir),
-        XDG_CONFIG_HOME=str(data_dir / "config"),
-        PYTHONWARNINGS="ignore",
-        **extra,
-    )
-    return env
-
-
 def obeya(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
     """Run one `obeya` command to its end; its last line of output."""
     done = subprocess.run(
@@ -88,54 +72,6 @@ def _git_repository(path: Path, spec: str) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes], *, group: bool = False) -> None:
-    """SIGTERM, ten seconds to drain, then SIGKILL (the whole group when it has its own)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if group:
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-@contextmanager
-def _serve(env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [OBEYA, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so a SIGKILL of its group takes its git children too
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"obeya serve exited {process.returncode}: {log.read_text()}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"obeya serve did not answer in 60 s: {log.read_text()}")
-            time.sleep(0.1)
-        yield url, process
-    finally:
-        _stop(process, group=True)
-
-
 @contextmanager
 def pipeline_stack(spec: str, *, embedded_runners: int) -> Iterator[Stack]:
     """A temp data dir, a repository holding ``spec``, and `obeya serve` with its service."""
@@ -145,7 +81,7 @@ def pipeline_stack(spec: str, *, embedded_runners: int) -> Iterator[Stack]:
         env = child_env(root / "data", OBEYA_RUNNERS=str(embedded_runners))
         obeya("createuser", "bench", "--admin", "--password-stdin", env=env, stdin=PASSWORD)
         token = obeya("token", "create", "--user", "bench", env=env)
-        with _serve(env, root / "serve.log") as (url, server):
+        with serve(env, root / "serve.log") as (url, server):
             api = httpx.Client(
                 base_url=f"{url}/api", headers={"Authorization": f"Bearer {token}"}, timeout=60
             )
@@ -175,7 +111,7 @@ def remote_runner(stack: Stack, name: str = "remote") -> Iterator[subprocess.Pop
     try:
         yield process
     finally:
-        _stop(process, group=True)
+        stop(process, group=True)
 
 
 def await_runner(stack: Stack, name: str, timeout_s: float = 30.0) -> None:

@@ -119,11 +119,15 @@ def acceptance(story: Story) -> dict[str, Any]:
     return _verdict(tests, [r for test in tests for r in latest_results(test)])
 
 
-def acceptances(service: Service) -> dict[int, dict[str, Any]]:
-    """``acceptance`` of every story of a service (by story id) in three queries, for
-    pages that show many stories at once."""
-    stories = list(Story.objects.filter(service=service))
+def acceptances(
+    service: Service, among: Iterable[Story] | None = None
+) -> dict[int, dict[str, Any]]:
+    """``acceptance`` of every story of a service (or only of those ``among`` them), by
+    story id, in a few queries, for pages that show many stories at once."""
+    stories = list(Story.objects.filter(service=service)) if among is None else list(among)
     tests = [s for s in stories if s.kind == "test"]
+    if among is not None:  # every test story, for the tags that link stories to them
+        tests = list(Story.objects.filter(service=service, kind="test"))
     latest: dict[int, dict[str, ScenarioResult]] = {t.pk: {} for t in tests}
     for result in ScenarioResult.objects.filter(story__in=tests).order_by("-run_number"):
         latest[result.story_id].setdefault(result.scenario, result)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
+from django.utils.text import compress_string
 from ninja import Field, Router, Schema, Status
+from ninja.responses import NinjaJSONEncoder
 from pydantic import ConfigDict
 
-from obeya.board import services
+import obeya
+from obeya.board import logic, reading, services
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import Conflict, InvalidInput
 
 router = Router(tags=["board"])
+
+JSON_TYPE = "application/json; charset=utf-8"
+ACCEPTS_GZIP = re.compile(r"\bgzip\b")
 
 
 class ChecklistItemOut(Schema):
@@ -99,34 +109,77 @@ def card_body(card: Any) -> dict[str, Any]:
     }
 
 
-def _column_body(entry: dict[str, Any]) -> dict[str, Any]:
-    column = entry["column"]
-    return {
-        "name": column.name,
-        "position": column.position,
-        "wip": entry["wip"],
-        "wip_limit": column.wip_limit,
-        "full": entry["full"],
-        "starts_work": column.starts_work,
-        "is_done": column.is_done,
-        "receives_first_commit": column.receives_first_commit,
-        "done_checklist": column.done_checklist,
-        "gates": column.gates,
-        "cards": [card_body(card) for card in entry["cards"]],
-    }
-
-
 def board_body(slug: str) -> dict[str, Any]:
-    found = services.board(slug)
+    service, columns = reading.board_rows(slug)
+    body = []
+    for column, cards in columns:
+        count = len(cards)
+        entry = {
+            "name": column.name,
+            "position": column.position,
+            "wip": logic.wip_text(count, column.wip_limit),
+            "wip_limit": column.wip_limit,
+            "full": column.wip_limit is not None and count >= column.wip_limit,
+            "starts_work": column.starts_work,
+            "is_done": column.is_done,
+            "receives_first_commit": column.receives_first_commit,
+            "done_checklist": column.done_checklist,
+            "gates": column.gates,
+            "cards": [_row_body(card, column) for card in cards],
+        }
+        body.append(entry)
+    return {"service": service.slug, "columns": body}
+
+
+def _row_body(card: reading.CardRow, column: Any) -> dict[str, Any]:
     return {
-        "service": found["service"].slug,
-        "columns": [_column_body(entry) for entry in found["columns"]],
+        "key": card.key,
+        "title": card.title,
+        "kind": card.kind,
+        "estimate": card.estimate,
+        "labels": card.labels,
+        "assignees": card.assignees,
+        "column": column.name,
+        "position": card.position,
+        "entered_at": card.entered_at,
+        "checklist": [
+            {"item": item, "checked": item in card.checked} for item in column.done_checklist
+        ],
+        "gates": column.gates,
+        "override_reason": card.override_reason,
+        "override_by": card.override_by,
     }
+
+
+def board_json(slug: str) -> tuple[bytes, bytes]:
+    """The board as JSON, plain and gzipped, kept until the board's next change.
+
+    The version is read first, so a change landing while the JSON is built only makes the
+    next request build it again. ``board_body`` has the shape of ``BoardOut`` (tests hold it
+    to the schema): 2,000 cards are not validated again on every request. Gzip takes the
+    JSON of 2,000 cards from 540 KB to 40 KB, compressed once a version.
+    """
+    version = reading.board_version(slug)
+    key = f"obeya:{obeya.__version__}:board-json:{slug}"
+    cached = cache.get(key) if version else None
+    if cached is not None and cached[0] == version:
+        return cached[1], cached[2]
+    plain = json.dumps(board_body(slug), cls=NinjaJSONEncoder).encode()
+    packed = compress_string(plain)
+    if version:
+        cache.set(key, (version, plain, packed))
+    return plain, packed
 
 
 @router.get("/services/{slug}/board", response=BoardOut, summary="The service's board")
-def get_board(request: HttpRequest, slug: str) -> dict[str, Any]:
-    return board_body(slug)
+def get_board(request: HttpRequest, slug: str) -> HttpResponse:
+    plain, packed = board_json(slug)
+    gzipped = ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")) is not None
+    response = HttpResponse(packed if gzipped else plain, content_type=JSON_TYPE)
+    if gzipped:
+        response["Content-Encoding"] = "gzip"
+    patch_vary_headers(response, ["Accept-Encoding"])
+    return response
 
 
 @router.patch(

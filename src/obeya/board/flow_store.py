@@ -5,17 +5,18 @@ reading that log alone takes a second. So every ``story.created``, ``story.moved
 column rename is also folded, by the same ``flow.step``, into three tables in the
 transaction that records it: ``FlowStory`` (each story now), ``FlowDay`` (cards per
 column at the end of each day that saw an event) and ``BoardState`` (the time zone of those
-days and the latest event folded in, with a count of the board's changes that caches of
-the board page and JSON are keyed on). Flow metrics then read a few thousand rows.
+days and the latest event folded in, with a version of the board that caches of the
+board page and JSON are keyed on). Flow metrics then read a few thousand rows.
 
 The tables are a copy of what the log says, never a second truth: ``rebuild`` refolds
 them from the log. The migration does that for an existing install, and a fold does it by
 itself when a story's event is older than one of its events already folded, or when the
-time zone changed. One ``BoardState`` row lock per service serialises the folds and the count.
+time zone changed. One ``BoardState`` row lock per service serialises the folds and the versions.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
@@ -123,21 +124,33 @@ def first_column(service_id: int, column: type[Model] = Column) -> str:
 
 
 def _locked(service: Service) -> tuple[BoardState, bool]:
-    """The service's BoardState row, locked, its version counted up for the change being
+    """The service's BoardState row, locked, with a new version for the change being
     recorded; and whether its stored flow must be refolded (a new row, or a new time zone)."""
     state, created = BoardState.objects.select_for_update().get_or_create(
         service=service, defaults={"time_zone": str(_time_zone())}
     )
-    state.version += 1
+    state.version = new_version()
     state.save(update_fields=["version"])
     return state, created or state.time_zone != str(_time_zone())
 
 
+def new_version() -> int:
+    # Random rather than counted: a version never comes back, even in a database restored
+    # from a backup (or rolled back by a test) while a cache still holds what it built.
+    return secrets.randbits(62) + 1
+
+
 def board_version(service: Service) -> int:
-    """A number that grows with every change to the service's board (its stories, cards
-    and columns), and only then: what was built from the board at one version still holds."""
-    version = BoardState.objects.filter(service=service).values_list("version", flat=True)
-    return version.first() or 0
+    """A number that changes with every change to the service's board (its stories, cards
+    and columns), and only then: what was built from the board at one version still holds.
+    0 for a board with no change recorded yet."""
+    return version_of(service.slug) or 0
+
+
+def version_of(slug: str) -> int | None:
+    """``board_version`` in one query, by slug; None when nothing was recorded for it."""
+    version = BoardState.objects.filter(service__slug=slug).values_list("version", flat=True)
+    return version.first()
 
 
 def fold_story_event(story: Story, event: Event) -> None:
@@ -284,6 +297,7 @@ def refold(
     tables.board.objects.update_or_create(  # type: ignore[attr-defined]
         service_id=service_id,
         defaults={
+            "version": new_version(),
             "time_zone": str(tz),
             "latest_at": max((record.at for record in records), default=None),
         },

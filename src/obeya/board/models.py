@@ -55,9 +55,9 @@ class Card(models.Model):
 
 
 class BoardState(models.Model):
-    """What a service's board has taken in: a count of its changes, so pages built from it
-    can be reused until the next one; the time zone of its stored flow's days, and the
-    latest event folded into it. Its row lock serialises both."""
+    """What a service's board has taken in: a version that changes with each change of the
+    board, so what was built from it is reused until the next one; the time zone of its
+    stored flow's days, and the latest event folded into it. Its row lock serialises both."""
 
     service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="+")
     version = models.PositiveBigIntegerField(default=0)

@@ -185,8 +185,17 @@ def move_card(
                 override_reason.strip() if plan.wip_full and override_reason else ""
             )
             card.override_by = actor.name if card.override_reason else ""
+        placed = card.position
         card.position = position if position is not None else count
         card.save()
+        if target == source and card.position != placed:
+            # Only its place in the column changed: still a change of the board, recorded.
+            backlog.story_event(
+                actor,
+                card.story,
+                "story.positioned",
+                {"column": target.name, "position": card.position},
+            )
         if target != source:
             backlog.set_done(actor, card.story, target.is_done)
             backlog.story_event(

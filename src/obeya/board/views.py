@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
+from django.template.loader import get_template, render_to_string
+from django.utils.safestring import mark_safe
+from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_POST
 
+import obeya
 from obeya.backlog import services as backlog
 from obeya.backlog.views import ACCEPTANCE_WORDS, KIND_LABELS
-from obeya.board import logic
+from obeya.board import logic, reading
 from obeya.board import services as board
 from obeya.catalog import services as catalog
 from obeya.core.actors import actor_for_request
@@ -47,19 +53,24 @@ def _card(card: Any, verdicts: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _board_page(
-    request: HttpRequest,
-    slug: str,
-    *,
-    refused: dict[str, Any] | None = None,
-    status: int = 200,
-) -> HttpResponse:
-    try:
-        data = board.board(slug)
-    except ObeyaError as error:
-        return _not_found(request, error)
-    service = data["service"]
-    verdicts = backlog.acceptances(service)
+def _columns_html(
+    slug: str, *, can_move: bool, show_all: bool, refused: dict[str, Any] | None
+) -> tuple[str, str]:
+    """The board's columns as HTML, and the slot in it where the CSRF token goes.
+
+    Rendering 250 cards takes far longer than serving a page, so the HTML is kept until the
+    board's next change (its version is read first: a change landing while the HTML is
+    rendered only makes the next request render it again). A refusal is never kept.
+    """
+    version = reading.board_version(slug)
+    key = f"obeya:{obeya.__version__}:board-page:{slug}:{int(can_move)}:{int(show_all)}"
+    keep = bool(version) and refused is None
+    cached = cache.get(key) if keep else None
+    if cached is not None and cached[0] == version:
+        return str(cached[1]), str(cached[2])
+    data = reading.board_page(slug, shown=None if show_all else reading.CARDS_SHOWN)
+    shown = [card.story for column in data["columns"] for card in column["cards"]]
+    verdicts = backlog.acceptances(data["service"], among=shown)
     columns = [
         {
             **column,
@@ -68,17 +79,50 @@ def _board_page(
         }
         for column in data["columns"]
     ]
-    return render(
-        request,
-        "board/board.html",
+    slot = secrets.token_urlsafe(24)
+    html = render_to_string(
+        "board/_columns.html",
         {
-            "service": service,
+            "service": data["service"],
             "columns": columns,
             "column_names": [column["column"].name for column in columns],
             "kind_labels": KIND_LABELS,
             "acceptance_words": ACCEPTANCE_WORDS,
             "refused": refused,
-            "can_move": catalog.can(actor_for_request(request), service, Permission.EDIT_BACKLOG),
+            "can_move": can_move,
+            "show_all": show_all,
+            "shown": reading.CARDS_SHOWN,
+            "csrf_token": slot,
+        },
+    )
+    if keep:
+        cache.set(key, (version, html, slot))
+    return html, slot
+
+
+def _board_page(
+    request: HttpRequest,
+    slug: str,
+    *,
+    refused: dict[str, Any] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    try:
+        service = catalog.get_service(slug)
+        can_move = catalog.can(actor_for_request(request), service, Permission.EDIT_BACKLOG)
+        html, slot = _columns_html(
+            slug, can_move=can_move, show_all=request.GET.get("all") == "1", refused=refused
+        )
+    except ObeyaError as error:
+        return _not_found(request, error)
+    return render(
+        request,
+        "board/board.html",
+        {
+            "service": service,
+            # The token of this visitor, in each card's forms.
+            "columns_html": mark_safe(html.replace(slot, get_token(request))),  # noqa: S308
+            "can_move": can_move,
             "flow_charts": _flow_charts_ready(),
             "flow_url": f"/api/services/{slug}/flow?days=90",
         },
@@ -87,6 +131,7 @@ def _board_page(
 
 
 @login_required
+@gzip_page  # 2,000 cards' columns: 130-230 KB of HTML, 15 KB gzipped
 def board_page(request: HttpRequest, slug: str) -> HttpResponse:
     return _board_page(request, slug)
 
