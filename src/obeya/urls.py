@@ -10,4 +10,5 @@ urlpatterns = [
     path("api/", api.urls),
     path("", include("obeya.web.urls")),
     path("", include("obeya.deploy.urls")),
+    path("", include("obeya.ops.urls")),
 ]

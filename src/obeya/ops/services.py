@@ -32,6 +32,7 @@ from obeya.ops.models import (
     IncidentCause,
     IncidentNote,
     Monitor,
+    Severity,
 )
 
 MONITOR_FIELDS = (
@@ -132,6 +133,11 @@ def update_monitor(actor: Actor, slug: str, name: str, **fields: Any) -> Monitor
 def delete_monitor(actor: Actor, slug: str, name: str) -> None:
     monitor = get_monitor(slug, name)
     catalog.require(actor, monitor.service, Permission.CONFIGURE_MONITORING)
+    measured = sorted(monitor.slos.values_list("name", flat=True))
+    if measured:
+        raise Conflict(
+            f'monitor "{name}" measures the SLO {", ".join(measured)}: remove the SLO first'
+        )
     with transaction.atomic():
         events.record(
             actor, "monitor.deleted", f"monitor:{monitor.pk}", {"name": name}, service=slug
@@ -280,6 +286,11 @@ def _open(
         )
         return incident
     raise Conflict("could not number the incident: try again")
+
+
+def severity_choices() -> list[tuple[str, str]]:
+    """The severities with what each means, for forms."""
+    return [(str(value), str(label)) for value, label in Severity.choices]
 
 
 def _severity(value: str) -> str:
