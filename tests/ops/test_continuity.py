@@ -219,6 +219,15 @@ def test_a_drill_whose_verify_fails_or_that_hangs_is_failed(rita, tmp_path):
     assert hung.status == "failed" and hung.restore_exit_code is None and "killed" in hung.detail
 
 
+def test_a_drill_that_cannot_make_its_scratch_directory_is_failed(rita, tmp_path, settings):
+    me = actor(rita)
+    _drillable(me, tmp_path)
+    Path(settings.DATA_DIR).mkdir(parents=True, exist_ok=True)
+    (Path(settings.DATA_DIR) / "scratch").write_text("a file where the directory goes")
+    drill = continuity_drills.run_drill(me, "shop")
+    assert drill.status == "failed" and "could not make a scratch directory" in drill.detail
+
+
 def test_a_slow_drill_passes_but_is_over_the_rto(rita, tmp_path):
     me = actor(rita)
     _drillable(

@@ -126,8 +126,14 @@ class _Rehearsal:
 
 def _rehearse(drill: RestoreDrill, slug: str, backup: BackupRun | None) -> _Rehearsal:
     root = Path(settings.DATA_DIR) / "scratch"
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"drill-{slug}-{drill.number}-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"drill-{slug}-{drill.number}-", dir=root))
+    except OSError as error:
+        failed = shell.CommandResult(
+            shell.CANNOT_START, 0.0, f"could not make a scratch directory in {root}: {error}"
+        )
+        return _Rehearsal(failed, None, 0.0)
     env = shell.environment(
         OBEYA_SERVICE=slug,
         OBEYA_SCRATCH_DIR=str(scratch),

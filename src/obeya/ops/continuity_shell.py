@@ -18,6 +18,7 @@ from pathlib import Path
 
 from obeya.ops.continuity_logic import OUTPUT_TAIL, tail
 
+CANNOT_START = 126  # the shell's own code for a command it could not run
 PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME")
 
 
@@ -54,6 +55,15 @@ def run(
 ) -> CommandResult:
     """Run ``command`` with bash in a new process group; kill the group at the timeout."""
     started = time.monotonic()
+    try:
+        return _run(command, timeout_s, env, cwd, started)
+    except OSError as error:  # no bash, no room for the output file: a failure, not a crash
+        return CommandResult(CANNOT_START, time.monotonic() - started, f"could not start: {error}")
+
+
+def _run(
+    command: str, timeout_s: float, env: dict[str, str], cwd: Path | None, started: float
+) -> CommandResult:
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
             ["bash", "-c", command],
