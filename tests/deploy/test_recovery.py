@@ -9,7 +9,11 @@ with real processes and real signals.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -222,3 +226,72 @@ def test_a_recovery_longer_than_the_lease_keeps_it(
     assert dead.status == "rolled_back", dead.reason
     assert others and not any(others), "the other deployer never took the recovery over"
     assert _restarts(shop).count(dead.previous_release_id) == 2  # first deploy, then recovery
+
+
+def test_a_hook_left_running_by_a_dead_deployer_is_stopped_before_the_next_one_runs(
+    tmp_path: Path,
+) -> None:
+    """Its process group is killed; a service it started detached and a process of another
+    root are left alone."""
+    root = tmp_path / "target"
+    host = LocalHost(str(root))
+    host.prepare()
+    other = tmp_path / "other"
+    script = (
+        'setsid sleep 60 & echo $! > "$OBEYA_ROOT/daemon.pid"; '
+        'sleep 60 & echo $! > "$OBEYA_ROOT/child.pid"; wait'
+    )
+    env = {"PATH": os.environ["PATH"], "OBEYA_ROOT": str(root)}
+    hook = subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True)
+    stranger = subprocess.Popen(
+        ["sleep", "60"], env={**env, "OBEYA_ROOT": str(other)}, start_new_session=True
+    )
+    try:
+        (root / ".running").write_text(str(hook.pid))  # as LocalHost.run records it
+        deadline = time.monotonic() + 10
+        while not (root / "child.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemon = int((root / "daemon.pid").read_text())
+        child = int((root / "child.pid").read_text())
+        host.discard_incoming()
+        assert hook.wait(timeout=10) == -signal.SIGKILL
+        assert _gone(child)
+        assert not (root / ".running").exists()
+        os.kill(daemon, 0)  # still there: started detached, in a group of its own
+        assert stranger.poll() is None
+        os.kill(daemon, signal.SIGKILL)
+    finally:
+        for process in (hook, stranger):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (a zombie waiting for a parent that is not us counts)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_hook_records_its_process_group_only_while_it_runs(tmp_path: Path) -> None:
+    host = LocalHost(str(tmp_path / "target"))
+    host.prepare()
+    seen: list[str] = []
+    code = host.run(
+        'cat "$OBEYA_ROOT/.running"; echo; test "$(cat "$OBEYA_ROOT/.running")" = "$$"',
+        {"PATH": os.environ["PATH"], "OBEYA_ROOT": host.root},
+        host.root,
+        10,
+        seen.append,
+    )
+    assert code == 0, seen
+    assert seen and seen[0].isdigit()
+    assert not (tmp_path / "target" / ".running").exists()

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from obeya.runner.workspace import WorkspaceError, safe_extract_tar
 
@@ -28,6 +28,7 @@ MAX_RELEASE_BYTES = 4 * 1024**3
 MAX_RELEASE_MEMBERS = 200_000
 MANIFEST_LIMIT = 50_000  # files checked for drift; a bigger release is summarised
 RELEASE_LINK_PREFIX = "releases/"
+RUNNING_RECORD = ".running"  # the process group of the hook or check running on a root
 
 
 class TargetError(Exception):
@@ -142,7 +143,10 @@ class LocalHost:
         return (self._releases / release_id).is_dir()
 
     def discard_incoming(self) -> None:
-        """Remove half-unpacked releases a crash left behind (never a finished release)."""
+        """Clear what a deployer that died left behind: the hook or check it was running
+        (so it cannot go on beside the next deployer's), half-unpacked releases (never a
+        finished one) and temporary links."""
+        stop_leftover_commands(self._root / RUNNING_RECORD, self.root)
         if self._releases.is_dir():
             for entry in self._releases.iterdir():
                 if entry.name.startswith(".incoming-"):
@@ -201,18 +205,52 @@ class LocalHost:
     def run(
         self, command: str, env: Mapping[str, str], cwd: str, timeout_s: float, log: LogLine
     ) -> int:
-        return run_command(command, env, cwd, timeout_s, log)
+        record = self._root / RUNNING_RECORD
+        return run_command(command, env, cwd, timeout_s, log, record=record)
+
+
+def stop_leftover_commands(record: Path, root: str) -> None:
+    """Kill the process group ``record`` names, if a command of ``root`` still runs in it.
+
+    A deployer killed mid-hook leaves the hook running in its own session; the deployer
+    that takes the environment over must not run its own hooks beside it. Only processes
+    of that group whose environment names this root are killed: a process id may have
+    been reused, and services the hook started detached (setsid) are in other groups.
+    """
+    try:
+        group = int(record.read_text().strip())
+    except (OSError, ValueError):
+        return
+    ours = f"OBEYA_ROOT={root}".encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != group:  # state, parent, process group
+                continue
+            if ours not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to look at
+    record.unlink(missing_ok=True)
 
 
 def run_command(
-    command: str, env: Mapping[str, str], cwd: str, timeout_s: float, log: LogLine
+    command: str,
+    env: Mapping[str, str],
+    cwd: str,
+    timeout_s: float,
+    log: LogLine,
+    *,
+    record: Path | None = None,
 ) -> int:
     """Run ``command`` with bash in its own process group; its output goes to ``log``.
 
     Values reach the command through its environment, never pasted into its text. Output
     is read from a file rather than a pipe, so a daemon the command leaves running (a
     restart hook starting the service) cannot keep the step waiting. On timeout the whole
-    group is killed and the exit code is 124, like timeout(1).
+    group is killed and the exit code is 124, like timeout(1). While it runs, ``record``
+    (if given) holds its process group, for ``stop_leftover_commands`` after a crash.
     """
     with tempfile.TemporaryFile() as output:
         try:
@@ -228,26 +266,40 @@ def run_command(
         except OSError as error:
             log(f"cannot start: {error.strerror}")
             return 127
-        deadline = time.monotonic() + timeout_s
-        position = 0
-        pending = b""
-        while True:
-            try:
-                code = process.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                code = None
-            position, pending = _drain(output, position, pending, log)
-            if code is not None:
-                break
-            if time.monotonic() >= deadline:
-                _kill_group(process)
-                log(f"timed out after {timeout_s:g} s: killed with its process group")
-                code = 124
-                break
+        if record is not None:
+            with contextlib.suppress(OSError):
+                record.write_text(str(process.pid))
+        try:
+            return _follow(process, output, timeout_s, log)
+        finally:
+            if record is not None:
+                record.unlink(missing_ok=True)
+
+
+def _follow(
+    process: subprocess.Popen[bytes], output: IO[bytes], timeout_s: float, log: LogLine
+) -> int:
+    """Wait for ``process``, passing its output on line by line; kill its group on timeout."""
+    deadline = time.monotonic() + timeout_s
+    position = 0
+    pending = b""
+    while True:
+        try:
+            code = process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            code = None
         position, pending = _drain(output, position, pending, log)
-        if pending:
-            log(pending.decode(errors="replace"))
-        return code
+        if code is not None:
+            break
+        if time.monotonic() >= deadline:
+            _kill_group(process)
+            log(f"timed out after {timeout_s:g} s: killed with its process group")
+            code = 124
+            break
+    position, pending = _drain(output, position, pending, log)
+    if pending:
+        log(pending.decode(errors="replace"))
+    return code
 
 
 def _drain(output: object, position: int, pending: bytes, log: LogLine) -> tuple[int, bytes]:
