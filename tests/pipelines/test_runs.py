@@ -198,3 +198,41 @@ def test_a_job_whose_needs_did_not_succeed_cannot_be_retried(alice, service, run
     build = Job.objects.get(run=run, name="build")
     runs.retry_job(actor(alice), build.pk)
     assert Job.objects.get(pk=unit.pk).status == "canceled"
+
+
+def test_a_run_whose_remaining_jobs_wait_on_a_manual_one_is_blocked(alice, service, repo, finish):
+    repo.commit(
+        {
+            "obeya.yml": "stages: [build, gate, after]\njobs:\n  b:\n    stage: build\n"
+            "    script: [x]\n  gate:\n    stage: gate\n    script: [y]\n    when: manual\n"
+            "  after:\n    stage: after\n    script: [z]\n"
+        }
+    )
+    run = runs.create_run(actor(alice), "svc")
+    finish()
+    run.refresh_from_db()
+    assert statuses(run) == {"b": "succeeded", "gate": "manual", "after": "created"}
+    assert run.status == "blocked" and run.finished_at is None
+    runs.play_job(actor(alice), Job.objects.get(run=run, name="gate").pk)
+    run.refresh_from_db()
+    assert run.status == "running"
+    finish()
+    finish()
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+
+
+def test_an_older_green_run_does_not_release_the_cord_a_newer_red_one_pulled(
+    alice, service, finish
+):
+    older = runs.create_run(actor(alice), "svc")
+    newer = runs.create_run(actor(alice), "svc")
+    finish()  # older's build
+    finish("failed", 1)  # newer's build: main is red
+    assert andon.andon_is_pulled("svc")
+    finish()
+    finish()
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert (older.status, newer.status) == ("succeeded", "failed")
+    assert andon.andon_is_pulled("svc")

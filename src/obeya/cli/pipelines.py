@@ -72,7 +72,9 @@ def run(
         time.sleep(1)
         current = client.request("GET", f"/services/{service}/runs/{number}")
     print_json(current) if as_json else _show_run(current)
-    raise typer.Exit(0 if current["status"] == "succeeded" else 1)
+    if current["status"] == "blocked":
+        typer.echo(f"run #{number} waits for a manual job: start it to go on", err=True)
+    raise typer.Exit(0 if current["status"] in {"succeeded", "blocked"} else 1)
 
 
 @pipeline_app.command("list")

@@ -85,7 +85,21 @@ def on_run_finished(actor: Actor, run: Run, default_branch: str) -> None:
         return
     if run.status == "failed":
         _pull(actor, run.service, f"run #{run.number} failed on {run.branch}", run)
-    elif run.status == "succeeded" and state(run.service).run_id is not None:
-        # Only a cord a red run pulled is released by a green one; a person's pull stays
-        # until a person resets it.
-        _release(actor, run.service, f"run #{run.number} is green on {run.branch}", run)
+    elif run.status == "succeeded":
+        _release_by(actor, run, f"run #{run.number} is green on {run.branch}")
+
+
+def on_integration_green(actor: Actor, run: Run, default_branch: str) -> None:
+    """The build and tests of a default-branch run passed while its deploy jobs still go
+    on (a production deployment may wait for approval): the line is green again, so the
+    cord a red run pulled is released and that deployment is not blocked by it."""
+    if run.branch == default_branch:
+        _release_by(actor, run, f"run #{run.number}: build and tests green on {run.branch}")
+
+
+def _release_by(actor: Actor, run: Run, reason: str) -> None:
+    # Only a cord a red run pulled is released by a later green one; a person's pull
+    # stays until a person resets it.
+    pulled_by = state(run.service).run
+    if pulled_by is not None and pulled_by.number < run.number:
+        _release(actor, run.service, reason, run)

@@ -55,13 +55,19 @@ def decide(when: str, need_statuses: Iterable[str]) -> Decision:
 
 
 def run_status(job_statuses: Iterable[str]) -> str:
-    """A run is running while a job is active; then failed, canceled or succeeded."""
+    """A run is running while a job is active, blocked when the jobs left wait on a
+    manual one; then failed, canceled or succeeded."""
     statuses = list(job_statuses)
     if not statuses:
         return "failed"
-    if any(status in ACTIVE for status in statuses):
-        started = any(status not in {"created"} for status in statuses)
-        return "running" if started else "created"
+    if any(status in {"queued", "running", "waiting_approval"} for status in statuses):
+        return "running"
+    if "created" in statuses:
+        started = any(status != "created" for status in statuses)
+        if not started:
+            return "created"
+        # nothing can move until someone starts a manual job the waiting ones need
+        return "blocked" if "manual" in statuses else "running"
     if "failed" in statuses:
         return "failed"
     if "canceled" in statuses:

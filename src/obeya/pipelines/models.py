@@ -11,6 +11,7 @@ from obeya.catalog.models import Service
 class RunStatus(models.TextChoices):
     CREATED = "created"
     RUNNING = "running"
+    BLOCKED = "blocked"  # the jobs left wait on a manual job
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"

@@ -203,6 +203,10 @@ def advance(actor: Actor, run: Run) -> None:
                 }[decision]
             job.save(update_fields=["status", "queued_at", "failure_reason", "finished_at"])
             changed = True
+    if any(job.kind == JobKind.DEPLOY and job.status not in logic.FINAL for job in jobs) and all(
+        job.status == JobStatus.SUCCEEDED for job in jobs if job.kind == JobKind.SCRIPT
+    ):
+        andon.on_integration_green(actor, run, pipeline_of(run.service).default_branch)
     status = logic.run_status(job.status for job in jobs)
     if status == run.status:
         return
