@@ -30,6 +30,8 @@ def main() -> int:
         board_flow,
         board_load,
         catalog_api,
+        deploy_rollback,
+        deploy_switch,
         event_log,
         pipelines_logs,
         pipelines_overhead,
@@ -44,6 +46,8 @@ def main() -> int:
         "pipelines_logs": pipelines_logs.run,
         "board_flow": board_flow.run,
         "board_load": board_load.run,
+        "deploy_switch": deploy_switch.run,
+        "deploy_rollback": deploy_rollback.run,
     }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))
