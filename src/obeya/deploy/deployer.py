@@ -163,6 +163,7 @@ def event_data(deployment: Deployment, **extra: Any) -> dict[str, Any]:
         "artifact_sha256": deployment.artifact_sha256,
         "release": deployment.release_id,
         "previous_release": deployment.previous_release_id,
+        "switched": deployment.switched_at is not None,
     }
     data.update(extra)
     return data

@@ -27,6 +27,7 @@ TICK_S = 0.25
 BATCH = 200
 CLAIM_SLACK_S = 5.0
 POOL_SIZE = 32
+ROLLUP_TICKS = int(600 / TICK_S)
 
 
 def next_due(due: datetime, interval_s: int, now: datetime) -> datetime:
@@ -97,12 +98,18 @@ def _pooled(monitor: Monitor, due_at: datetime) -> None:
 
 
 def _loop(stop: threading.Event) -> None:
+    ticks = 0
     with ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="monitor") as pool:
         while not stop.wait(TICK_S):
+            ticks += 1
             try:
                 close_old_connections()
                 for monitor, due_at in claim_due(system_actor()):
                     pool.submit(_pooled, monitor, due_at)
+                if ticks % ROLLUP_TICKS == 1:  # at start, then every 10 minutes
+                    rolled = services.cleanup_results(system_actor())
+                    if rolled:
+                        log.info("monitors: %s raw result(s) rolled up per hour", rolled)
             except Exception:
                 log.exception("monitor scheduler tick failed")
             finally:
