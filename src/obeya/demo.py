@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 import obeya
-from obeya import demo_deploy
+from obeya import demo_deploy, demo_ops
 from obeya.catalog import services as catalog
 from obeya.core import services as core
 from obeya.core.actors import Actor
@@ -432,4 +432,5 @@ def load(echo: Callable[[str], None] = print) -> Credentials:
     demo_deploy.environments(echo)
     _hello_pipeline(echo)
     _hello_backlog(echo)
+    demo_ops.load(echo)
     return Credentials(ADMIN, password)
