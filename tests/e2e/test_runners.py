@@ -170,3 +170,26 @@ def test_the_cli_starts_a_run_and_waits(stack):
     finally:
         runner.send_signal(signal.SIGTERM)
         runner.wait(20)
+
+
+def test_the_cli_pauses_and_resumes_a_runner(stack):
+    url, env, api, _, _ = stack
+    made = run_obeya("token", "create", "--user", "ann", "--scope", "admin", env=env)
+    admin = {**env, "OBEYA_URL": url, "OBEYA_TOKEN": made.stdout.strip().splitlines()[-1]}
+    writer = {**admin, "OBEYA_TOKEN": api.headers["Authorization"].removeprefix("Bearer ")}
+
+    paused = run_obeya("runners", "pause", "box", env=admin)
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.strip() == "runner box paused"
+    listed = json.loads(run_obeya("runners", "list", "--json", env=admin).stdout)
+    assert [(r["name"], r["paused"]) for r in listed] == [("box", True)]
+    assert "paused" in run_obeya("runners", "list", env=admin).stdout
+
+    refused = run_obeya("runners", "resume", "box", env=writer)
+    assert refused.returncode != 0 and "admin-scope token" in refused.stderr
+    unknown = run_obeya("runners", "pause", "nobody", env=admin)
+    assert unknown.returncode != 0 and 'no runner named "nobody"' in unknown.stderr
+
+    resumed = run_obeya("runners", "resume", "box", "--json", env=admin)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["paused"] is False

@@ -17,10 +17,11 @@ pipeline_app = typer.Typer(help="Start, list and show pipeline runs.", no_args_i
 andon_app = typer.Typer(help="Pull or reset a service's andon cord.", no_args_is_help=True)
 secret_app = typer.Typer(help="Write-only secrets for a service's jobs.", no_args_is_help=True)
 runners_app = typer.Typer(
-    help="Register runners on this server (admin verb) and list them.", no_args_is_help=True
+    help="Register runners on this server (admin verb), list, pause and resume them.",
+    no_args_is_help=True,
 )
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-FINISHED = {"succeeded", "failed", "canceled"}
+FINISHED = {"succeeded", "failed", "canceled", "blocked"}  # blocked: waits for a person
 
 
 def _run_line(run: dict[str, Any]) -> tuple[Any, ...]:
@@ -60,7 +61,8 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Start a run; with --wait, exit 0 if it succeeded and 1 if not."""
+    """Start a run; with --wait, exit 0 if it succeeded (or waits for a manual job) and 1
+    if not."""
     started = client.request("POST", f"/services/{service}/runs", json_body={"ref": ref})
     if not wait:
         print_json(started) if as_json else _show_run(started)
@@ -279,7 +281,7 @@ def runners_list(as_json: JsonFlag = False) -> None:
         [
             (
                 r["name"],
-                "yes" if r["online"] else "no",
+                "paused" if r["paused"] else "yes" if r["online"] else "no",
                 ",".join(r["labels"]),
                 ",".join(map(str, r["current_jobs"])),
                 (r["last_seen_at"] or "")[:19],
@@ -287,6 +289,31 @@ def runners_list(as_json: JsonFlag = False) -> None:
             for r in items
         ],
     )
+
+
+def _set_paused(name: str, action: str) -> dict[str, Any]:
+    """Pause or resume the runner called ``name`` (or with that id) through the API."""
+    runners = client.request("GET", "/runners")
+    found = [r for r in runners if r["name"] == name or str(r["id"]) == name]
+    if not found:
+        known = ", ".join(r["name"] for r in runners) or "none registered yet"
+        fail(f'no runner named "{name}" (runners: {known})')
+    changed: dict[str, Any] = client.request("POST", f"/runners/{found[0]['id']}/{action}")
+    return changed
+
+
+@runners_app.command("pause")
+def runners_pause(name: str, as_json: JsonFlag = False) -> None:
+    """Stop a runner taking jobs (it finishes the ones it runs). Needs an admin-scope token."""
+    runner = _set_paused(name, "pause")
+    print_json(runner) if as_json else typer.echo(f"runner {runner['name']} paused")
+
+
+@runners_app.command("resume")
+def runners_resume(name: str, as_json: JsonFlag = False) -> None:
+    """Let a paused runner take jobs again. Needs an admin-scope token."""
+    runner = _set_paused(name, "resume")
+    print_json(runner) if as_json else typer.echo(f"runner {runner['name']} takes jobs again")
 
 
 artifact_app = typer.Typer(help="List and download job artifacts.", no_args_is_help=True)

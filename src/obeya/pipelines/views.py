@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from obeya.catalog import services as catalog
 from obeya.core.actors import actor_for_request
-from obeya.core.errors import ObeyaError
+from obeya.core.errors import InvalidInput, ObeyaError
 from obeya.core.roles import Permission
 from obeya.pipelines import andon, artifacts, leases, reports, runs
 from obeya.pipelines.models import Job, Runner
@@ -263,6 +263,27 @@ async def job_log_events(
 
 @login_required
 def runner_list(request: HttpRequest) -> HttpResponse:
+    """The runners; administrators register (the token is shown once), pause and resume."""
+    actor = actor_for_request(request)
+    status, token, registered, form = 200, "", None, {"name": "", "labels": ""}
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "register":
+                form = {key: request.POST.get(key, "").strip() for key in form}
+                registered, token = leases.register_runner(
+                    actor, form["name"], form["labels"].split(",")
+                )
+                form = {"name": "", "labels": ""}
+            elif action in {"pause", "resume"}:
+                runner = leases.set_paused(actor, _runner_id(request), action == "pause")
+                messages.success(request, f"Runner {runner.name} {action}d.")
+                return redirect("/runners/")
+            else:
+                raise InvalidInput(f"unknown action {action!r}: register, pause or resume")
+        except ObeyaError as error:
+            messages.error(request, error.message)
+            status = error.status
     found = list(Runner.objects.all())
     busy = {
         runner_id: job
@@ -270,4 +291,26 @@ def runner_list(request: HttpRequest) -> HttpResponse:
         for runner_id in [job.runner_id]
     }
     rows = [{"runner": r, "online": leases.is_online(r), "job": busy.get(r.pk)} for r in found]
-    return render(request, "pipelines/runner_list.html", {"rows": rows})
+    response = render(
+        request,
+        "pipelines/runner_list.html",
+        {
+            "rows": rows,
+            "can_manage": actor.is_admin,
+            "form": form,
+            "registered": registered,
+            "token": token,
+            "server_url": request.build_absolute_uri("/").rstrip("/"),
+        },
+        status=status,
+    )
+    if token:
+        response["Cache-Control"] = "no-store"  # the token is shown once, never cached
+    return response
+
+
+def _runner_id(request: HttpRequest) -> int:
+    raw = request.POST.get("runner", "")
+    if not raw.isdigit():
+        raise InvalidInput("which runner? (the form lost its runner id: reload the page)")
+    return int(raw)
