@@ -19,9 +19,10 @@ from obeya.board import flow, flow_store
 from obeya.board import services as board
 from obeya.board.models import Card
 from obeya.catalog import services as catalog
+from obeya.catalog.models import Service
 from obeya.core import services as core
 from obeya.core.actors import Actor
-from obeya.core.models import Event
+from obeya.core.models import Event, User
 
 SLUG = "busy"
 STORIES = 2_000
@@ -49,9 +50,14 @@ def _walk(rng: random.Random, column: int, last: int) -> int:
 
 
 def seed(now: datetime) -> BusyBoard:
-    """Write the busy board into the configured (freshly migrated) database."""
-    began = time.perf_counter()
+    """The busy board in the configured database, written now unless an earlier benchmark
+    of the same run did (then seed_s and backfill_s are 0)."""
     system = Actor(user=None, channel="system")
+    if Service.objects.filter(slug=SLUG).exists():
+        owner = User.objects.get(username=USERNAME)
+        _, token = core.create_token(system, owner, name="bench", scope="read", days=1)
+        return BusyBoard(SLUG, USERNAME, PASSWORD, token, 0.0, 0.0)
+    began = time.perf_counter()
     owner = core.create_user(system, USERNAME, PASSWORD, check_password_strength=False)
     me = Actor(user=owner, channel="system")
     service = catalog.create_service(me, SLUG, "Busy board")
