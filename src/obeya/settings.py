@@ -152,6 +152,10 @@ def database_from_url(url: str, data_dir: Path) -> dict[str, object]:
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                 "PRAGMA foreign_keys=ON;",
             },
+            # Reuse a thread's connection across requests: opening one and running its
+            # pragmas costs more than many of the requests themselves.
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
         }
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
