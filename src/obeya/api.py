@@ -18,6 +18,10 @@ from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
 from obeya.core.errors import ObeyaError
 from obeya.deploy.api import router as deploy_router
+from obeya.ops.api import router as ops_router
+from obeya.ops.continuity_api import router as continuity_router
+from obeya.ops.notify_api import router as notify_router
+from obeya.ops.reviews_api import router as reviews_router
 from obeya.pipelines.api import router as pipelines_router
 from obeya.pipelines.hooks_api import router as hooks_router
 from obeya.pipelines.runner_api import router as runner_router
@@ -60,6 +64,10 @@ def build_api() -> NinjaAPI:
     api.add_router("/", hooks_router)
     api.add_router("/", flow_router)
     api.add_router("/", deploy_router)
+    api.add_router("/", ops_router)
+    api.add_router("/", reviews_router)
+    api.add_router("/", notify_router)
+    api.add_router("/", continuity_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

@@ -16,6 +16,7 @@ from obeya.cli import (
     deploy,
     environments,
     lint,
+    ops,
     pipelines,
     session,
 )
@@ -74,6 +75,10 @@ app.command("rollback")(deploy.rollback)
 app.command("approve")(deploy.approve)
 app.add_typer(environments.env_app, name="env")
 app.add_typer(deploy.deployment_app, name="deployment")
+app.add_typer(ops.incident_app, name="incident")
+app.add_typer(ops.monitor_app, name="monitor")
+app.add_typer(ops.slo_app, name="slo")
+app.add_typer(ops.problem_app, name="problem")
 app.command("lint")(lint.lint)
 
 
