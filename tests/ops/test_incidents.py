@@ -46,9 +46,14 @@ def test_an_incident_moves_forward_and_its_times_are_measured(team, django_user_
     assert times.time_to_restore_s == 840
     with pytest.raises(Conflict, match="only move forward"):
         ops.move_incident(_as(otto, clock), "shop", 1, "acknowledged")
-    kinds = [entry.kind for entry in ops.timeline(done)]
-    assert kinds[:2] == ["incident.opened", "incident.acknowledged"]
-    assert "note" in kinds and kinds[-1] == "incident.resolved"
+    entries = ops.timeline(done)
+    assert [entry.kind for entry in entries] == [
+        "incident.opened",
+        "incident.acknowledged",
+        "incident.mitigated",
+        "incident.resolved",
+    ]
+    assert entries[2].what == "mitigated: rolled back"  # the note, once
 
 
 def test_resolving_at_once_fills_in_the_skipped_steps(team, django_user_model):

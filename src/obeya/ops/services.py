@@ -371,11 +371,7 @@ def move_incident(actor: Actor, slug: str, number: int, status: str, note: str =
         if incident.commander_id is None and actor.user is not None:
             incident.commander = actor.user
         incident.save()
-        if note.strip():
-            IncidentNote.objects.create(
-                incident=incident, at=actor.now(), author=actor.user, text=note.strip()
-            )
-        times = timings_of(incident)
+        times = timings_of(incident)  # a note given here lives in the event: shown once
         events.record(
             actor,
             f"incident.{status}",
@@ -498,7 +494,9 @@ def timeline(incident: Incident) -> list[TimelineEntry]:
     """The incident's events and notes, oldest first."""
     entries = [
         TimelineEntry(event.at, event.actor_name, _describe(event), event.kind)
-        for event in Event.objects.filter(subject=f"incident:{incident.pk}").order_by("id")
+        for event in Event.objects.filter(subject=f"incident:{incident.pk}")
+        .exclude(kind="incident.noted")  # the note itself is listed below
+        .order_by("id")
     ]
     entries += [
         TimelineEntry(note.at, note.author.username if note.author else "system", note.text, "note")
