@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import DatabaseError
 from django.test import Client
 from django.utils import timezone
 
@@ -205,3 +206,20 @@ def test_a_job_shows_its_lease_expiry(alice, service, runner, api_for):
     assert abs(shown_at - claim.job.lease_expires_at) < timedelta(milliseconds=1)  # JSON: ms
     leases.complete(runner, claim.job.pk, claim.lease_token, "succeeded", 0)
     assert api_for(alice).get(f"/jobs/{claim.job.pk}").body["lease_expires_at"] is None
+
+
+def test_a_claim_failing_after_a_result_keeps_the_result(alice, service, runner, monkeypatch):
+    runs.create_run(actor(alice), "svc")
+    claim = leases.claim(runner)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(leases, "claim", broken)
+    job, following = leases.complete_then_claim(
+        runner, claim.job.pk, claim.lease_token, "succeeded", 0, log=b"done\n"
+    )
+    assert following is None
+    assert Job.objects.get(pk=job.pk).status == "succeeded"
+    assert leases.log_bytes(job) == b"done\n"
+    assert Job.objects.filter(run=job.run, status="queued").count() == 2

@@ -290,3 +290,24 @@ def test_five_megabytes_stream_through_in_bounded_chunks(tmp_path: Path) -> None
     assert max(sizes) <= 64 * 1024
     assert len(sizes) >= size // (64 * 1024)
     assert peak < 2_000_000
+
+
+def test_waiting_for_a_script_is_not_a_busy_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script that closed its output but runs on is waited for, not spun on."""
+    from obeya.runner import executor
+
+    looks = 0
+    has_exited = executor._has_exited
+
+    def counted(pid: int) -> bool:
+        nonlocal looks
+        looks += 1
+        return has_exited(pid)
+
+    monkeypatch.setattr(executor, "_has_exited", counted)
+    result, _ = run(["exec >/dev/null 2>&1", "sleep 1"], tmp_path)
+    assert result.outcome == "succeeded"
+    # Every 20 ms at most (a cancel is noticed that fast); a spin made tens of thousands.
+    assert looks < 2000

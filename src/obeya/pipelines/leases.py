@@ -7,6 +7,7 @@ cannot write to the job any more (RELIABILITY A3, A5).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from obeya.core import events
 from obeya.core.actors import Actor, system_actor
@@ -38,6 +39,7 @@ from obeya.pipelines.models import (
     Secret,
 )
 
+logger = logging.getLogger("obeya.pipelines")
 RUNNER_TOKEN_PREFIX = "obeyar_"  # noqa: S105 (a label, not a secret)
 MAX_LOG_CHUNK = 1024 * 1024
 # "error": the runner could not run the script at all (checkout failed...): infrastructure.
@@ -386,6 +388,35 @@ def complete(
         }.get(outcome, "")
         _settle(actor, job, outcome, exit_code, failure, reason, log_size=log_size)
     return job
+
+
+def complete_then_claim(
+    runner: Runner,
+    job_id: int,
+    lease_token: str,
+    outcome: str,
+    exit_code: int | None = None,
+    reason: str = "",
+    *,
+    log_offset: int = 0,
+    log: bytes = b"",
+) -> tuple[Job, Claim | None]:
+    """`complete`, then `claim` the runner's next job, in one transaction (one commit).
+
+    The claim runs in a savepoint: if it fails, the result is kept all the same, and the
+    runner claims its next job the usual way.
+    """
+    with transaction.atomic():
+        job = complete(
+            runner, job_id, lease_token, outcome, exit_code, reason, log_offset=log_offset, log=log
+        )
+        try:
+            with transaction.atomic():
+                following = claim(runner)
+        except DatabaseError:
+            logger.exception("runner %s: claiming after job %s failed", runner, job_id)
+            following = None
+    return job, following
 
 
 def _settle(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
 from datetime import datetime
 from typing import IO, Any, cast
@@ -19,7 +18,6 @@ from obeya.core.errors import InvalidInput
 from obeya.pipelines import artifacts, leases, reports, wakeup
 from obeya.pipelines.models import Runner
 
-log = logging.getLogger("obeya.pipelines")
 router = Router(tags=["runner protocol"])
 MAX_WAIT_S = 30.0
 # A job queued by this process wakes its waiting runners at once; a job queued by another
@@ -162,25 +160,13 @@ def complete(
             tail = base64.b64decode(payload.log.data, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput("log.data must be base64", field="log") from None
-    job = leases.complete(
-        runner,
-        job_id,
-        x_obeya_lease,
-        payload.outcome,
-        payload.exit_code,
-        payload.reason,
-        log_offset=payload.log.offset if payload.log is not None else 0,
-        log=tail,
-    )
-    following = None
-    if payload.next and not wakeup.closing.is_set():
-        try:
-            claimed = leases.claim(runner)
-        except Exception:  # the result is stored; the runner will claim the usual way
-            log.exception("runner %s: claiming the next job after job %s failed", runner, job_id)
-        else:
-            following = claimed.payload if claimed is not None else None
-    return {"status": job.status, "next": following}
+    args = (runner, job_id, x_obeya_lease, payload.outcome, payload.exit_code, payload.reason)
+    offset = payload.log.offset if payload.log is not None else 0
+    if not payload.next or wakeup.closing.is_set():
+        job = leases.complete(*args, log_offset=offset, log=tail)
+        return {"status": job.status, "next": None}
+    job, following = leases.complete_then_claim(*args, log_offset=offset, log=tail)
+    return {"status": job.status, "next": following.payload if following is not None else None}
 
 
 class ArtifactOut(Schema):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import selectors
 import shlex
 import signal
@@ -33,7 +34,8 @@ DEFAULT_KILL_GRACE_S = 5.0
 MAX_CHUNK_BYTES = 64 * 1024
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_POLL_S = 0.02
+_POLL_S = 0.02  # how soon a cancel or a timeout is noticed while the script runs
+_FALLBACK_POLL_S = 0.002  # without a pidfd: how often to look whether the script exited
 _IDLE_WAKE_S = 0.1  # how often an idle output reader checks whether it was told to stop
 _DRAIN_S = 1.0  # after the group is dead, how long to wait for the pipe to reach EOF
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -95,10 +97,12 @@ def run_script(
         assert proc.stdout is not None
         reader = _OutputReader(proc.stdout.fileno(), on_output, flush_interval_s, max_chunk_bytes)
         reader.start()
+        exit_watch = _ExitWatch(proc.pid)
         try:
-            stopped = _wait(proc.pid, started + timeout_s, cancel, reader)
+            stopped = _wait(exit_watch, started + timeout_s, cancel, reader)
         finally:  # also when interrupted: the job never outlives this call
-            _stop_group(proc.pid, reader, kill_grace_s)
+            _stop_group(exit_watch, reader, kill_grace_s)
+            exit_watch.close()
             returncode = proc.wait()
             reader.join(_DRAIN_S)
             if reader.is_alive():  # a process outside the group still holds the pipe
@@ -165,33 +169,64 @@ def _write_script(lines: Sequence[str], script_dir: Path | None) -> Path:
     return Path(name)
 
 
+class _ExitWatch:
+    """Waits for one child to exit, woken by the exit itself where the kernel can tell
+    (a pidfd, Linux 5.3+), otherwise by short sleeps; never a busy loop."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        try:
+            self._fd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # not Linux, or an old kernel
+            self._fd = None
+
+    def exited(self) -> bool:
+        """Whether the child has exited, leaving it unreaped (a zombie) if so."""
+        return _has_exited(self.pid)
+
+    def sleep(self, timeout_s: float) -> None:
+        """Up to ``timeout_s``, less if the child exits meanwhile."""
+        if self._fd is None:
+            time.sleep(min(timeout_s, _FALLBACK_POLL_S))
+        else:
+            select.select([self._fd], [], [], max(0.0, timeout_s))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _wait(
-    pid: int, deadline: float, cancel: threading.Event, reader: _OutputReader
+    child: _ExitWatch, deadline: float, cancel: threading.Event, reader: _OutputReader
 ) -> Outcome | None:
     """Wait for the script to end; return why we must stop it instead, if we must."""
-    while not _has_exited(pid):
+    while not child.exited():
         if cancel.is_set() or reader.failed.is_set():
             return "canceled"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return "timed_out"
-        # The output pipe closes when the script exits: wake then, not at the next poll.
-        reader.done.wait(min(_POLL_S, remaining))
+        child.sleep(min(_POLL_S, remaining))  # woken by the exit, or to look at cancel
     return None
 
 
-def _stop_group(pgid: int, reader: _OutputReader, grace_s: float) -> None:
+def _stop_group(child: _ExitWatch, reader: _OutputReader, grace_s: float) -> None:
     """SIGTERM the group, give it `grace_s` to go, then SIGKILL whatever is left.
 
     The leader is not reaped until this returns, so its pid (the group id) cannot be
     reused by an unrelated process group while we are still signalling it.
     """
+    pgid = child.pid
     _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if _has_exited(pgid) and reader.done.is_set():
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not child.exited():
+            child.sleep(min(_POLL_S, remaining))
+        elif reader.done.is_set():
             break
-        reader.done.wait(_POLL_S)
+        else:  # the leader is gone; the pipe closes when the rest of the group goes
+            reader.done.wait(min(_POLL_S, remaining))
     _signal_group(pgid, signal.SIGKILL)
 
 
