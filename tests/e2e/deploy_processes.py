@@ -141,6 +141,16 @@ class Stack:
 
     # ---- changing things ----
 
+    def server_errors(self) -> list[str]:
+        """Lines of the servers' logs that say something went wrong unexpectedly."""
+        signs = ("Traceback", "deadlock detected", "Internal Server Error", "round failed")
+        return [
+            f"{log.name}: {line}"
+            for log in sorted(self.data.glob("serve-*.log"))
+            for line in log.read_text(errors="replace").splitlines()
+            if any(sign in line for sign in signs)
+        ]
+
     def api(self, server: Served) -> httpx.Client:
         return api_client(server.url, self.token)
 
@@ -176,17 +186,17 @@ def deploying_stack(
     repo = Repo(tmp_path / "repo")
     repo.commit(files, "first release")
     targets = tmp_path / "targets"
-    for name, fields in environments.items():
-        fields.setdefault("tier", "staging")
-        fields.setdefault("target", {"kind": "local", "root": str(targets / name)})
+    environments = {
+        name: {"tier": "staging", "target": {"kind": "local", "root": str(targets / name)}} | fields
+        for name, fields in environments.items()
+    }
     with _database(postgres) as url:
-        env = clean_env(
-            tmp_path / "data",
-            OBEYA_LEASE_SECONDS=str(LEASE_S),
-            OBEYA_RUNNERS="1",
-            OBEYA_DEPLOYERS="1",
-            **settings,
-        )
+        defaults = {
+            "OBEYA_LEASE_SECONDS": str(LEASE_S),
+            "OBEYA_RUNNERS": "1",
+            "OBEYA_DEPLOYERS": "1",
+        }
+        env = clean_env(tmp_path / "data", **{**defaults, **settings})
         if url:
             env["OBEYA_DATABASE_URL"] = url
             migrated = run_obeya("migrate", env=env, timeout=120)

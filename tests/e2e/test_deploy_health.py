@@ -164,3 +164,4 @@ def _deploy_then_roll_back(stack: Stack, port: int) -> None:
         )
     )
     assert "started version 2" in log and "started version 1" in log
+    assert stack.server_errors() == []

@@ -86,11 +86,6 @@ class Lease:
         if self.lost.is_set():
             raise LeaseLost(f"lease on environment {self.environment_id} was lost")
 
-    def holds(self) -> bool:
-        return Environment.objects.filter(
-            pk=self.environment_id, lease_token=self.token, lease_deployment=self.deployment_id
-        ).exists()
-
 
 def _heartbeat(lease: Lease, stop: threading.Event, clock: Actor) -> None:
     every = max(lease_seconds() / 3, 0.2)
@@ -255,7 +250,10 @@ def claim_next(actor: Actor) -> Lease | None:
 def _claim(actor: Actor, environment_id: int) -> Lease | None:
     now = actor.now()
     with transaction.atomic():
-        environment = Environment.objects.select_for_update().get(pk=environment_id)
+        # FOR NO KEY UPDATE: new deployments of this environment (their foreign key takes a
+        # key-share lock on it) are not held up, so a runner finishing a package job, which
+        # locks its service first, never waits on us while we wait on its service.
+        environment = Environment.objects.select_for_update(no_key=True).get(pk=environment_id)
         if (
             environment.lease_token
             and environment.lease_expires_at
@@ -647,7 +645,12 @@ def _end(
 ) -> None:
     """Record the deployment's end and give the environment back, in one transaction."""
     with transaction.atomic():
-        if not lease.holds():
+        # The environment's row first, as _claim takes it, then what settle() locks (the
+        # job, its run and service): the same order everywhere, so no deadlock between them.
+        released = Environment.objects.filter(
+            pk=lease.environment_id, lease_token=lease.token, lease_deployment=lease.deployment_id
+        ).update(lease_deployment=None, lease_token="", lease_expires_at=None)
+        if not released:
             raise LeaseLost(f"deployment {deployment.pk}: lease lost before its end")
         deployment = Deployment.objects.select_related("environment", "service", "run").get(
             pk=deployment.pk
@@ -662,9 +665,6 @@ def _end(
                 service=deployment.service.slug,
             )
         settle(actor, deployment, status, reason)
-        Environment.objects.filter(pk=lease.environment_id, lease_token=lease.token).update(
-            lease_deployment=None, lease_token="", lease_expires_at=None
-        )
     note(deployment.pk, "end", f"{status}{': ' + reason if reason else ''}", actor)
     _wakeup.set()
 
