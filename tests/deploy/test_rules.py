@@ -248,6 +248,24 @@ def test_a_pulled_andon_also_stops_an_approval_waiting_for_production(
     assert deploy.decide(actor(team["gina"]), asked.pk, "go").status == "queued"
 
 
+def test_an_andon_pulled_after_the_approval_holds_the_deployment_until_it_is_reset(
+    shop: Shop, team: dict[str, User]
+) -> None:
+    run = staged(shop)
+    asked = deploy.deploy(actor(team["otto"]), "shop", "production", run.number)
+    deploy.decide(actor(team["gina"]), asked.pk, "go")
+    andon.pull_andon(actor(team["dora"]), "shop", "checkout is broken on main")
+    assert deployer.work_once() is None
+    held = deploy.get_deployment(asked.pk)
+    assert held.status == DeploymentStatus.QUEUED
+    assert "andon" in held.reason and "checkout is broken" in held.reason
+    assert not (shop.target("production") / "current").exists()
+    andon.reset_andon(actor(team["olga"]), "shop", "fixed")
+    done = deployer.work_once()
+    assert done is not None and done.pk == asked.pk and done.status == "succeeded"
+    assert done.reason == ""
+
+
 # ---- unsafe archives (C5) ----------------------------------------------------------------
 
 
@@ -359,6 +377,8 @@ def test_a_manual_rollback_to_a_named_release_needs_the_same_approvals(
     assert deployer.work_once() is None, "nothing runs before the approval"
     with pytest.raises(PermissionDenied, match="four eyes"):
         deploy.decide(actor(team["gwen"]), back.pk, "mine")
+    # A rollback is a repair: a pulled andon (main is red) never holds it.
+    andon.pull_andon(actor(team["dora"]), "shop", "main is red")
     deploy.decide(actor(team["greg"]), back.pk, "incident 42: go back")
     done = deployer.work_once()
     assert done is not None and done.pk == back.pk and done.status == "succeeded", done.reason

@@ -287,6 +287,11 @@ def _claim(actor: Actor, environment_id: int) -> Lease | None:
         if winner is None:
             return None
         deployment = by_id[winner.id]
+        held = _held_by_andon(environment, deployment)
+        if held:
+            if deployment.reason != held:
+                Deployment.objects.filter(pk=deployment.pk).update(reason=held)
+            return None  # the line is stopped: it waits, queued, until the andon is reset
         token = secrets.token_urlsafe(24)
         environment.lease_deployment = deployment.pk
         environment.lease_token = token
@@ -294,10 +299,25 @@ def _claim(actor: Actor, environment_id: int) -> Lease | None:
         environment.save(update_fields=["lease_deployment", "lease_token", "lease_expires_at"])
         deployment.started_at = now
         deployment.step = "claimed"
+        deployment.reason = ""
         if deployment.kind == "deploy":
             deployment.release_id = logic.release_name(now, deployment.pk)
         settle(actor, deployment, DeploymentStatus.RUNNING, kind="deployment.started")
     return Lease(environment_id, deployment.pk, token)
+
+
+def _held_by_andon(environment: Environment, deployment: Deployment) -> str:
+    """Why a deploy to a protected environment may not start now: the andon was pulled
+    after its approval ("" when it may). Rollbacks are repairs: the andon never holds them."""
+    slug = deployment.service.slug
+    if deployment.kind != "deploy" or not environment.protected:
+        return ""
+    if not pipelines.andon_is_pulled(slug):
+        return ""
+    return (
+        f"waiting: the andon of {slug} is pulled ({pipelines.andon_reason(slug)}); it starts "
+        f"once the default branch is green again or the andon is reset"
+    )
 
 
 # ---- carrying a deployment out -----------------------------------------------------------

@@ -479,6 +479,7 @@ def decide(actor: Actor, deployment_id: int, comment: str, *, reject: bool = Fal
             raise Conflict(f"deployment {deployment.pk} is {deployment.status}, not waiting")
         if (
             not reject
+            and deployment.kind == "deploy"  # a rollback is a repair: the andon never holds it
             and environment.protected
             and pipelines.andon_is_pulled(deployment.service.slug)
         ):
