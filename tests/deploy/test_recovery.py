@@ -295,3 +295,24 @@ def test_a_hook_records_its_process_group_only_while_it_runs(tmp_path: Path) -> 
     assert code == 0, seen
     assert seen and seen[0].isdigit()
     assert not (tmp_path / "target" / ".running").exists()
+
+
+def test_a_deployer_whose_lease_was_taken_over_starts_no_further_step(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployer stalled past its lease (another one took the environment over) stops at
+    its next step, before the heartbeat even notices: no restart of its release."""
+    _with_restart_hook(shop)
+    first = _first_release(shop)
+    original_switch = LocalHost.switch
+
+    def switch_then_stall(self: LocalHost, release_id: str) -> None:
+        original_switch(self, release_id)
+        Environment.objects.filter(name="staging").update(lease_token="taken-over")
+
+    monkeypatch.setattr(LocalHost, "switch", switch_then_stall)
+    shop.commit("second")
+    shop.build("2.0.0")
+    stopped = deployer.work_once()
+    assert stopped is not None and stopped.status == "running", "left to the new holder"
+    assert _restarts(shop) == [first]

@@ -50,7 +50,7 @@ STAGING = {
 }
 # The step to kill the deployer in, and how the deployment must end after the restart.
 KILLS = [
-    (("prepare", "unpack"), "failed"),
+    (("prepare", "unpack", "before_switch"), "failed"),  # best effort: these two are quick
     (("before_switch",), "failed"),
     (("restart",), "rolled_back"),
     (("health",), "rolled_back"),

@@ -110,7 +110,7 @@ def test_a_release_whose_health_answers_500_is_rolled_back_and_v1_serves_again(
     staging = {
         "hooks": {"restart": RESTART.format(python=shlex.quote(sys.executable), port=port)},
         "health": {"kind": "http", "url": f"http://127.0.0.1:{port}/health"},
-        "warmup_s": 2,
+        "warmup_s": 4,  # room for the app to start on a busy machine; 500s fail it at the end
         "health_passes": 2,
         "health_interval_ms": 100,
         "hook_timeout_s": 30,

@@ -83,6 +83,19 @@ class Lease:
     lost: threading.Event = field(default_factory=threading.Event)
 
     def check(self) -> None:
+        """Raise LeaseLost unless this deployer still holds the environment.
+
+        Read from the database, not only from the heartbeat: a deployer that was stalled
+        past its lease must not start another step beside the one that took over.
+        """
+        if not self.lost.is_set() and not (
+            Environment.objects.filter(
+                pk=self.environment_id,
+                lease_token=self.token,
+                lease_deployment=self.deployment_id,
+            ).exists()
+        ):
+            self.lost.set()
         if self.lost.is_set():
             raise LeaseLost(f"lease on environment {self.environment_id} was lost")
 
