@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import httpx
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from obeya.pipelines import leases, polling, retention
@@ -115,8 +115,8 @@ class InProcessTransport(httpx.BaseTransport):
     """Hands each request to this process's Django request handler, as a WSGI server would.
 
     Request bodies are streamed, not read into memory first (an artifact upload can be a
-    gigabyte). The response's ``close`` ends the request for Django (its database
-    connection is released then), as it would for a server.
+    gigabyte). The response's ``close`` ends the request for Django, as it would for a
+    server, and closes the calling thread's database connections.
     """
 
     def __init__(self) -> None:
@@ -193,7 +193,11 @@ class _ResponseBody(httpx.SyncByteStream):
                 yield part
 
     def close(self) -> None:
-        self._body.close()  # Django's request_finished: the connection is released
+        self._body.close()  # Django's request_finished
+        # A runner calls from threads that end with each job (the log shipper, the
+        # heartbeat): a connection kept for the next request (CONN_MAX_AGE, PostgreSQL)
+        # would outlive its thread, unclosed. SQLite's are closed per request anyway.
+        connections.close_all()
 
 
 def _embedded_client(host: str, port: int, token: str) -> ServerClient:
