@@ -96,7 +96,7 @@ def test_the_operations_tab_follows_environments_and_starts_empty(web: Client) -
     assert "No monitors yet." in page and "No SLOs yet." in page
     for form in ("Open an incident", "New monitor", "Open a problem"):
         assert f'aria-label="{form}"' in page
-    assert 'id="continuity"' not in page  # nothing until continuity gives its context
+    assert "No backup jobs." in page and "No restore drill yet." in page  # continuity's panel
 
 
 def test_someone_outside_the_team_sees_the_tab_without_the_forms(shop: Shop, alice: User) -> None:

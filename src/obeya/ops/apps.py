@@ -9,6 +9,7 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
+        from obeya.ops import continuity_views, views
         from obeya.web import context
         from obeya.web.templatetags import obeya_tags
 
@@ -23,6 +24,8 @@ class OpsConfig(AppConfig):
             context.SERVICE_TABS.insert(position, context.ServiceTab("Operations", "operations/"))
         for kind, text in _EVENT_TEXT.items():
             obeya_tags.register_describer(kind, text)
+        if continuity_views.panel not in views.PANELS:
+            views.PANELS.append(continuity_views.panel)
 
 
 def _incident(d: dict[str, Any]) -> str:

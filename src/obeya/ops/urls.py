@@ -1,6 +1,6 @@
 from django.urls import path
 
-from obeya.ops import incident_views, views
+from obeya.ops import continuity_views, incident_views, views
 
 OPS = "services/<slug:slug>/operations/"
 INCIDENT = OPS + "incidents/<int:number>/"
@@ -25,4 +25,11 @@ urlpatterns = [
     path(INCIDENT + "postmortem/", incident_views.postmortem, name="postmortem"),
     path(OPS + "problems/new/", views.problem_new, name="problem-new"),
     path(OPS + "problems/<int:number>/", views.problem_detail, name="problem-detail"),
+    path(
+        OPS + "continuity/backup-jobs/<str:name>/run/",
+        continuity_views.backup_now,
+        name="continuity-backup",
+    ),
+    path(OPS + "continuity/drills/", continuity_views.drill_now, name="continuity-drill"),
+    path(OPS + "continuity/policy/", continuity_views.policy_set, name="continuity-policy"),
 ]
