@@ -152,19 +152,32 @@ def test_hooks_and_settings_a_job_wrote_have_no_say_in_the_next_checkout(
     assert (again / "app.txt").read_bytes() == b"one\n"
 
 
-def test_a_working_copy_git_cannot_clean_is_replaced(checkouts: Checkouts, source: Source):
+def test_a_working_copy_git_cannot_clean_is_replaced(
+    checkouts: Checkouts, source: Source, monkeypatch: pytest.MonkeyPatch
+):
     workspace = checkouts.prepare("svc", source.head, source.download)
     locked = workspace / "build" / "cache"
     locked.mkdir(parents=True)
     (locked / "module.go").write_text("read-only, like Go's module cache")
     locked.chmod(0o500)
+    real_git = checkouts._git
+
+    def git_that_cannot_clean(doing: str, *args: str) -> str:
+        if "clean" in args:  # as it fails for a user who may not write there (not root)
+            raise WorkspaceError(f"{doing} failed: warning: failed to remove build/cache")
+        return real_git(doing, *args)
+
+    monkeypatch.setattr(checkouts, "_git", git_that_cannot_clean)
     checkouts.release(workspace)
+    checkouts.wait()
+    monkeypatch.setattr(checkouts, "_git", real_git)
 
     again = checkouts.prepare("svc", source.head, source.download)
 
     assert (again / "app.txt").read_text() == "two\n"
     assert not (again / "build").exists()
     assert pristine(again)
+    assert source.downloads == 2  # removed, and cloned afresh
 
 
 def test_a_broken_git_directory_is_replaced(checkouts: Checkouts, source: Source):

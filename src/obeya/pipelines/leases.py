@@ -419,6 +419,18 @@ def complete_then_claim(
     return job, following
 
 
+_SETTLED_FIELDS = [
+    "status",
+    "queued_at",
+    "finished_at",
+    "runner",
+    "lease_token",
+    "lease_expires_at",
+    "exit_code",
+    "failure_reason",
+]
+
+
 def _settle(
     actor: Actor,
     job: Job,
@@ -454,7 +466,7 @@ def _settle(
             job.status = JobStatus.FAILED
             job.failure_reason = _failure_text(job, failure, detail, exit_code)
         job.finished_at = now
-    job.save()
+    job.save(update_fields=_SETTLED_FIELDS)  # not the spec: it does not change
     if job.status != JobStatus.QUEUED:
         started = job.started_at or now
         events.record(
