@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,8 +143,8 @@ class Stack:
     # ---- changing things ----
 
     def server_errors(self) -> list[str]:
-        """Lines of the servers' logs that say something went wrong unexpectedly."""
-        signs = ("Traceback", "deadlock detected", "Internal Server Error", "round failed")
+        """Lines of the servers' logs where deploying, or a request, went wrong unexpectedly."""
+        signs = ("ERROR obeya.deploy", "deadlock detected", "Internal Server Error")
         return [
             f"{log.name}: {line}"
             for log in sorted(self.data.glob("serve-*.log"))
@@ -161,10 +162,17 @@ class Stack:
         assert made.status_code == 201, made.text
         return int(made.json()["number"])
 
-    def start(self, **settings: str) -> Served:
-        """`obeya serve` on this stack's database (settings override the stack's); it is
-        stopped when the stack ends, if the test did not kill it first."""
-        return self.processes.enter_context(serving({**self.env, **settings}))
+    def start(self, count: int = 1, **settings: str) -> list[Served]:
+        """``count`` `obeya serve` processes on this stack's database, started together
+        (settings override the stack's); each is stopped when the stack ends, if the test
+        did not kill it first."""
+        servers = [serving({**self.env, **settings}) for _ in range(count)]
+        with ThreadPoolExecutor(count) as pool:
+            started = [pool.submit(server.__enter__) for server in servers]
+        for server, future in zip(servers, started, strict=True):
+            if future.exception() is None:
+                self.processes.push(server.__exit__)
+        return [future.result() for future in started]
 
 
 def kill_9(served: Served) -> None:

@@ -106,7 +106,7 @@ def test_ten_concurrent_deploys_through_two_servers_run_one_at_a_time_newest_win
 
 def _newest_wins(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     shas = [_commit(stack, monkeypatch, version) for version in range(1, COMMITS + 1)]
-    servers = [stack.start(), stack.start()]
+    servers = stack.start(2)
     with ThreadPoolExecutor(COMMITS) as pool:
         numbers = list(pool.map(lambda n: stack.run(servers[n % 2], shas[n]), range(COMMITS)))
     deployments = [stack.deployment_of_run(number) for number in numbers]

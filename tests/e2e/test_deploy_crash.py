@@ -118,7 +118,7 @@ def test_kill_9_of_the_deployer_at_each_step_is_resolved_after_a_restart(
 ) -> None:
     files = {"obeya.yml": SPEC, **_files("1")}
     with deploying_stack(tmp_path, files, {"staging": STAGING}) as stack:
-        server = stack.start()
+        [server] = stack.start()
         first = stack.settled(stack.deployment_of_run(stack.run(server)))
         assert first["status"] == "succeeded", first["reason"]
         good = first["release_id"]
@@ -127,7 +127,7 @@ def test_kill_9_of_the_deployer_at_each_step_is_resolved_after_a_restart(
                 _plant_half_unpacked_release(stack)
             killed = _kill_during(stack, server, steps, str(number))
             assert complete_release(stack) in {good, killed["release_id"]}
-            server = stack.start()  # it takes the next deployment, after resolving this one
+            [server] = stack.start()  # it takes the next deployment, after resolving this one
             done = stack.settled(killed["id"], timeout_s=LEASE_S + 60)
             assert done["status"] == outcome, (steps, done)
             assert f"stopped during {killed['step'].replace('_', ' ')}" in done["reason"]

@@ -123,7 +123,7 @@ def test_a_release_whose_health_answers_500_is_rolled_back_and_v1_serves_again(
 
 
 def _deploy_then_roll_back(stack: Stack, port: int) -> None:
-    server = stack.start()
+    [server] = stack.start()
     first = stack.settled(stack.deployment_of_run(stack.run(server)))
     assert first["status"] == "succeeded", first["reason"]
     assert serving_version(port) == "version 1"
