@@ -118,11 +118,13 @@ def release_branch(repo: Path, commit: Callable[[Path, str, str, str], None]) ->
 
 def _step() -> bool:
     """One look at the demo's deployments; True once the director has nothing left to do."""
+    from obeya import demo_ops
     from obeya.deploy import services as deploy
     from obeya.pipelines import services as pipelines
 
+    demo_ops.enable_deployed_monitors()
     if pipelines.list_runs(SLUG, RELEASE_BRANCH).exists():
-        return True
+        return all(monitor.enabled for monitor in demo_ops.monitors())
     production = deploy.list_deployments(SLUG, "production")
     waiting = production.filter(status="waiting_approval").first()
     if waiting is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -53,6 +54,7 @@ def load(echo: Callable[[str], None]) -> None:
             interval_s=30,
             timeout_s=3,
             failure_threshold=3,
+            enabled=False,  # the demo director turns it on once the environment is deployed
         )
     from obeya.ops import reviews
 
@@ -63,6 +65,26 @@ def load(echo: Callable[[str], None]) -> None:
         f"  operations of {SLUG}: 2 monitors, {len(made)} SLO(s), a resolved incident with "
         f"its postmortem, {drills}"
     )
+
+
+def monitors() -> list[Any]:
+    """The demo's two health monitors."""
+    from obeya.ops import services as ops
+
+    return list(ops.list_monitors(SLUG).filter(name__in=[f"{n}-health" for n in PORTS]))
+
+
+def enable_deployed_monitors() -> None:
+    """Turn on the monitor of each environment once a deployment there succeeded."""
+    from obeya.deploy import services as deploy
+    from obeya.ops import services as ops
+
+    erin = Actor(user=core.get_user("erin"), channel="web")
+    for name in PORTS:
+        monitor = ops.list_monitors(SLUG).filter(name=f"{name}-health", enabled=False).first()
+        deployed = deploy.list_deployments(SLUG, name, "succeeded").exists()
+        if monitor is not None and deployed:
+            ops.update_monitor(erin, SLUG, monitor.name, enabled=True)
 
 
 def _incident_with_postmortem() -> None:
