@@ -193,3 +193,56 @@ def test_the_cli_pauses_and_resumes_a_runner(stack):
     resumed = run_obeya("runners", "resume", "box", "--json", env=admin)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["paused"] is False
+
+
+SLOW_EMBEDDED = """\
+jobs:
+  slow:
+    stage: build
+    script:
+      - echo "started attempt $OBEYA_JOB_ATTEMPT"
+      - sleep 30
+"""
+
+
+def test_stopping_the_server_mid_job_hands_the_job_back(tmp_path: Path):
+    """SIGTERM of `obeya serve`: its embedded runner reports the job as an infrastructure
+    error (not canceled), so it runs again after the restart, without waiting for a lease."""
+    from tests.e2e.test_server_crash import admin_token, api_client, serving, wait_for
+
+    repo = Repo(tmp_path / "repo")
+    repo.commit({"obeya.yml": SLOW_EMBEDDED}, "one slow job")
+    env = clean_env(tmp_path / "data", OBEYA_RUNNERS="1", OBEYA_LEASE_SECONDS="600")
+    token = admin_token(env)
+    with serving(env) as first, api_client(first.url, token) as api:
+        api.post(
+            "/services", json={"slug": "svc", "name": "Svc", "repository_url": str(repo.path)}
+        ).raise_for_status()
+        api.post("/services/svc/runs", json={}).raise_for_status()
+        job_id = wait_for(
+            lambda: next((j["id"] for j in _job_list(api) if j["status"] == "running"), None),
+            30,
+            "the job to start",
+        )
+        first.process.terminate()
+        first.process.wait(timeout=30)  # uvicorn exits by the signal it caught: -15
+
+    with serving(env) as second, api_client(second.url, token) as api:
+        job = wait_for(
+            lambda: (lambda j: j if j["status"] == "running" else None)(
+                api.get(f"/jobs/{job_id}").json()
+            ),
+            30,
+            "attempt 2 to start (a 600 s lease: no reaper involved)",
+        )
+        assert job["attempt"] == 2
+        first_attempt = job["attempts"][0]
+        assert (first_attempt["outcome"], first_attempt["reason"]) == (
+            "error",
+            "the runner shut down mid-job",
+        )
+        api.post("/services/svc/runs/1/cancel").raise_for_status()
+
+
+def _job_list(api):
+    return api.get("/services/svc/runs/1").json()["jobs"]

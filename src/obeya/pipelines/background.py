@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from obeya.pipelines import leases, polling, retention
+from obeya.pipelines import leases, polling, retention, wakeup
 from obeya.runner.client import ServerClient
 from obeya.runner.main import RunnerLoop
 
@@ -224,4 +224,7 @@ def start(host: str, port: int, runner_count: int) -> Background:
             labels=EMBEDDED_LABELS,
         )
         background.threads += background.runners.start()
+        # The embedded runners give their jobs back while the server can still record it
+        # (their calls do not need the ASGI server, which is stopping).
+        wakeup.on_close(background.runners.abort)
     return background
