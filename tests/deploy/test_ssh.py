@@ -155,11 +155,6 @@ def test_a_failed_first_batch_stops_the_deploy_before_the_next_host(
     assert not [line for step, line in _log(second) if step == "switch" and third in line]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deployer: a switch that raises (host unreachable) is outside the try in "
-    "_switch_in_batches, so the hosts already switched are not switched back",
-)
 def test_a_host_lost_before_its_switch_sends_the_switched_hosts_back(
     shop: Shop, fleet: Fleet
 ) -> None:

@@ -397,14 +397,16 @@ class Work:
             raise StepFailed(f"{name} hook failed on {host.name} (exit code {code})")
         self.note(name, f"{host.name}: {name} ok")
 
-    def healthy(self, host: Host, release_id: str) -> tuple[bool, str]:
+    def healthy(
+        self, host: Host, release_id: str, *, passes: int | None = None
+    ) -> tuple[bool, str]:
         environment = self.environment
         return health.warm_up(
             environment.health or {},
             host,
             self.env(host, release_id),
             window_s=float(environment.warmup_s),
-            passes=environment.health_passes,
+            passes=passes or environment.health_passes,
             interval_ms=environment.health_interval_ms,
             log=lambda line: self.note("health", f"{host.name}: {line}"),
             between_checks=self.lease.check,
@@ -566,25 +568,25 @@ def _switch_in_batches(work: Work, release_id: str) -> tuple[str | None, list[Ho
     switched: list[Host] = []
     size = int((work.environment.target or {}).get("batch_size", 1) or 1)
     for number, batch in enumerate(_batches(work.hosts, size), start=1):
-        work.step("switch")
-        for host in batch:
-            host.switch(release_id)
-            switched.append(host)
-            work.note("switch", f"{host.name}: current → releases/{release_id}")
-        if number == 1:
-            with transaction.atomic():
-                work.lease.check()
-                Deployment.objects.filter(pk=work.deployment.pk).update(
-                    switched_at=work.actor.now()
-                )
-                events.record(
-                    work.actor,
-                    "deployment.switched",
-                    f"deployment:{work.deployment.pk}",
-                    event_data(work.deployment, release=release_id),
-                    service=work.deployment.service.slug,
-                )
         try:
+            work.step("switch")
+            for host in batch:
+                switched.append(host)  # before: a host lost mid-switch is switched back too
+                host.switch(release_id)
+                work.note("switch", f"{host.name}: current → releases/{release_id}")
+            if number == 1:
+                with transaction.atomic():
+                    work.lease.check()
+                    Deployment.objects.filter(pk=work.deployment.pk).update(
+                        switched_at=work.actor.now()
+                    )
+                    events.record(
+                        work.actor,
+                        "deployment.switched",
+                        f"deployment:{work.deployment.pk}",
+                        event_data(work.deployment, release=release_id),
+                        service=work.deployment.service.slug,
+                    )
             work.step("restart")
             for host in batch:
                 work.hook("restart", host, release_id, f"{host.root}/current")
@@ -636,7 +638,9 @@ def _roll_back(work: Work, switched: list[Host], failure: str) -> None:
             host.switch(previous)
             work.note("rollback", f"{host.name}: current → releases/{previous}")
             work.hook("restart", host, previous, f"{host.root}/current")
-            healthy, verdict = work.healthy(host, previous)
+            # the previous release was healthy moments ago: its first passing check shows it
+            # serves again, and the environment is given back without a second warm-up
+            healthy, verdict = work.healthy(host, previous, passes=1)
             work.note("rollback", f"{host.name}: {verdict}")
             if not healthy:
                 problems.append(f"{host.name} is still unhealthy after going back")

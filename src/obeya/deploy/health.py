@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings
 
+from obeya.core import outbound
 from obeya.deploy.logic import WarmUp
 from obeya.deploy.targets import Host, LogLine
 
@@ -23,6 +26,14 @@ def host_address(host: Host) -> str:
     return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
 
 
+def policy_for(url: str) -> outbound.Policy:
+    """Health checks may reach the URL's own host (it is the environment's), never
+    link-local addresses such as cloud metadata (RELIABILITY C3)."""
+    return outbound.policy_from(
+        settings.OBEYA_OUTBOUND_ALLOW, extra_hosts=[urlsplit(url).hostname or ""]
+    )
+
+
 def check_once(
     health: Mapping[str, Any], host: Host, env: Mapping[str, str], log: LogLine
 ) -> tuple[bool, str]:
@@ -31,7 +42,11 @@ def check_once(
         url = str(health["url"]).replace("{host}", host_address(host))
         expected = int(health.get("expect_status", 200))
         try:
-            response = httpx.get(url, timeout=HTTP_TIMEOUT_S, follow_redirects=False)
+            response = outbound.request(
+                "GET", url, policy_for(url), timeout=HTTP_TIMEOUT_S, follow_redirects=False
+            )
+        except outbound.OutboundRefused as refused:
+            return False, refused.message
         except httpx.HTTPError as error:
             return False, f"GET {url}: {type(error).__name__}: {error}"
         if response.status_code != expected:
@@ -81,6 +96,8 @@ def warm_up(
         log(f"health {judge.checks}: {'pass' if healthy else 'FAIL'} — {seen}")
         if judge.passed:
             return True, judge.verdict()
-        if judge.expired(time.monotonic()):
+        now = time.monotonic()
+        if judge.expired(now):
             return False, judge.verdict()
-        time.sleep(interval_ms / 1000)
+        # never sleep past the window: the verdict comes when the window closes
+        time.sleep(max(0.0, min(interval_ms / 1000, judge.started + window_s - now)))

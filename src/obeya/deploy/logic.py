@@ -156,8 +156,8 @@ class WarmUp:
             return f"healthy: {self.streak} check(s) in a row passed"
         last = f"; last problem: {self.last_problem}" if self.last_problem else ""
         return (
-            f"unhealthy: {self.passes} passing check(s) in a row needed within "
-            f"{self.window_s:g} s, best streak ended after {self.checks} check(s){last}"
+            f"unhealthy: {self.passes} passing check(s) in a row were needed within "
+            f"{self.window_s:g} s, and {self.checks} check(s) did not get there{last}"
         )
 
 

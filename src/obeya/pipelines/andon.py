@@ -98,8 +98,8 @@ def on_integration_green(actor: Actor, run: Run, default_branch: str) -> None:
 
 
 def _release_by(actor: Actor, run: Run, reason: str) -> None:
-    # Only a cord a red run pulled is released by a later green one; a person's pull
-    # stays until a person resets it.
+    # Only a cord a red run pulled is released by a green one, that run itself (retried)
+    # or a later one; a person's pull stays until a person resets it.
     pulled_by = state(run.service).run
-    if pulled_by is not None and pulled_by.number < run.number:
+    if pulled_by is not None and pulled_by.number <= run.number:
         _release(actor, run.service, reason, run)
