@@ -302,9 +302,6 @@ def _figures(case: Case, health: dict[str, Any], timelines: list[Timeline]) -> d
         "restart hook as run (its own time + one log commit)": summary_ms(restart),
         "the figure less the restart hook's own time": summary_ms(without_restart),
         "breakdown_p50_ms": medians,
-        "of which the warm-up's sleeps between passes, (passes - 1) * interval (ms)": (
-            (case.passes - 1) * case.interval_ms
-        ),
         "dominated_by": f"{dominant}: {medians[dominant]} of {figure['p50_ms']} ms at p50",
         "context: first failing check → judged unhealthy (the warm-up window)": summary_ms(
             spans("first_failure", "judged")
@@ -364,8 +361,9 @@ def run() -> dict[str, object]:
             "healthy one, carried out by deployer.work_once() in this process. Times are the "
             "`at` of the deployment's log rows, written by the deployer right after each "
             "step: from the new release's warm-up verdict (unhealthy) to the previous "
-            "release's warm-up verdict (healthy), when current points back and the check has "
-            "passed health_passes times in a row. The restart hook's own time is the gap "
+            "release's verdict (healthy), when current points back and its first check has "
+            "passed (the rollback's warm-up needs one pass: that release was healthy moments "
+            "before; health_passes applies to new releases). The restart hook's own time is the gap "
             "between its `$ command` row and its `restart ok` row; the target is checked on "
             f"the figure less that time. {SAMPLES} samples per case after one discarded."
         ),
