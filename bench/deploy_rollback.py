@@ -363,9 +363,9 @@ def run() -> dict[str, object]:
             "step: from the new release's warm-up verdict (unhealthy) to the previous "
             "release's verdict (healthy), when current points back and its first check has "
             "passed (the rollback's warm-up needs one pass: that release was healthy moments "
-            "before; health_passes applies to new releases). The restart hook's own time is the gap "
-            "between its `$ command` row and its `restart ok` row; the target is checked on "
-            f"the figure less that time. {SAMPLES} samples per case after one discarded."
+            "before; health_passes applies to new releases). The restart hook's own time is "
+            "the gap between its `$ command` row and its `restart ok` row; the target is "
+            f"checked on the figure less that time. {SAMPLES} samples per case after one discarded."
         ),
         "load_average_1m_before": round(load_before, 1),
         "load_average_1m_after": round(os.getloadavg()[0], 1),
