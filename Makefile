@@ -39,9 +39,10 @@ test-postgres: install-dev
 	  echo "== PostgreSQL pass skipped: OBEYA_TEST_POSTGRES_URL is not set =="; \
 	else \
 	  data=$$(mktemp -d); trap 'rm -rf "$$data"' EXIT; \
-	  echo "== PostgreSQL pass on $$OBEYA_TEST_POSTGRES_URL =="; \
+	  echo "== PostgreSQL pass on $$OBEYA_TEST_POSTGRES_URL (tests that start their own obeya"; \
+	  echo "   processes run on SQLite whatever the pass, so they ran in the first one) =="; \
 	  OBEYA_DATA_DIR=$$data OBEYA_DATABASE_URL=$$OBEYA_TEST_POSTGRES_URL \
-	    $(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not browser"; \
+	    $(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not browser and not e2e"; \
 	fi
 
 lint: install-dev
