@@ -35,6 +35,9 @@ REAP_INTERVAL_S = 5.0
 SWEEP_TICKS = 120  # the sweep (old bundles, pins, expired artifacts) every 10 minutes
 POLL_CHECK_INTERVAL_S = 5.0  # how often to look for due pipelines, not how often to poll
 EMBEDDED_LABELS = ["embedded"]
+# Between two 512 KB log chunks of a job printing fast, an embedded runner (which holds
+# the interpreter's lock while the server stores a chunk) lets the web requests through.
+EMBEDDED_CHUNK_PAUSE_S = 0.003
 
 
 @dataclass
@@ -204,7 +207,12 @@ def _embedded_client(host: str, port: int, token: str) -> ServerClient:
     # The Host header must pass ALLOWED_HOSTS, as it would for a browser.
     allowed = [h for h in settings.ALLOWED_HOSTS if "*" not in h and not h.startswith(".")]
     name = allowed[0] if allowed else ("127.0.0.1" if host in {"0.0.0.0", "", "::"} else host)  # noqa: S104
-    return ServerClient(f"http://{name}:{port}", token, transport=InProcessTransport())
+    return ServerClient(
+        f"http://{name}:{port}",
+        token,
+        transport=InProcessTransport(),
+        chunk_pause_s=EMBEDDED_CHUNK_PAUSE_S,
+    )
 
 
 def start(host: str, port: int, runner_count: int) -> Background:

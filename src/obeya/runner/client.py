@@ -58,12 +58,16 @@ class ServerClient:
 
     ``transport`` replaces the network: the embedded runners of `obeya serve` hand their
     requests straight to the server's own request handler (see pipelines.background).
+    Sharing the server's interpreter, they also set ``chunk_pause_s``: the log shipper
+    pauses that long between back-to-back chunks of a flood of output, so the server's
+    own requests get their turn.
     """
 
     url: str
     token: str
     timeout_s: float = 60.0
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    chunk_pause_s: float = 0.0
 
     def __post_init__(self) -> None:
         self._http = httpx.Client(

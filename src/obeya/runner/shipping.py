@@ -119,6 +119,8 @@ class LogShipper:
                         return
                     if not self._closing and len(self._buffer) < MAX_CHUNK:
                         break
+                if self._client.chunk_pause_s:
+                    self._lost.wait(self._client.chunk_pause_s)
             if not sent and closing:
                 self._lost.wait(SHIP_INTERVAL_S)  # the server is struggling: not a busy loop
 
