@@ -33,6 +33,7 @@ def main() -> int:
         deploy_rollback,
         deploy_switch,
         event_log,
+        ops_monitors,
         pipelines_logs,
         pipelines_overhead,
         pipelines_pickup,
@@ -48,6 +49,7 @@ def main() -> int:
         "board_load": board_load.run,
         "deploy_switch": deploy_switch.run,
         "deploy_rollback": deploy_rollback.run,
+        "ops_monitors": ops_monitors.run,
     }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))

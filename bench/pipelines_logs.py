@@ -10,12 +10,8 @@ embedded runner (server and runner are one process) and with a remote `obeya run
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-
-import httpx
+from collections.abc import Callable
 
 from bench.pipelines_overhead import (
     Stack,
@@ -27,7 +23,7 @@ from bench.pipelines_overhead import (
     seconds,
     start_run,
 )
-from bench.timing import summary_ms
+from bench.serving import probing
 
 LOG_BYTES = 100_000_000
 # 99 characters and a newline: 100-byte lines, LOG_BYTES in all. No `yes | head`: under
@@ -46,62 +42,21 @@ RUN_TIMEOUT_S = 240.0
 HEALTH_TARGET_P99_MS = 50
 
 
-class HealthProbe(threading.Thread):
-    """GET /api/health every 50 ms (or at once when the last answer came later)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(name="health-probe", daemon=True)
-        self._url = url
-        self.stop = threading.Event()
-        self.latencies: list[float] = []
-        self.failures = 0
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self._url, timeout=30) as client:
-            due = time.monotonic()
-            while not self.stop.is_set():
-                begin = time.perf_counter()
-                try:
-                    client.get("/api/health").raise_for_status()
-                    self.latencies.append(time.perf_counter() - begin)
-                except httpx.HTTPError:
-                    self.failures += 1
-                due += SAMPLE_EVERY_S
-                self.stop.wait(max(0.0, due - time.monotonic()))
-
-
-@contextmanager
-def probing(url: str) -> Iterator[HealthProbe]:
-    probe = HealthProbe(url)
-    probe.start()
-    try:
-        yield probe
-    finally:
-        probe.stop.set()
-        probe.join(35)
-
-
-def _health(probe: HealthProbe) -> dict[str, object]:
-    if not probe.latencies:
-        return {"n": 0, "failures": probe.failures}
-    return {**summary_ms(probe.latencies), "failures": probe.failures}
-
-
 def _flood(stack: Stack, runner_pid: int | None) -> dict[str, object]:
     """Run the 100 MB job on ``stack``; runner_pid None: the server's embedded runner."""
-    with probing(stack.url) as idle:
+    with probing(stack.url, SAMPLE_EVERY_S) as idle:
         time.sleep(IDLE_SAMPLE_S)
     rss: dict[str, Callable[[], float]] = {"server": lambda: peak_rss_mb(stack.server.pid)}
     if runner_pid is not None:
         rss["runner"] = lambda: peak_rss_mb(runner_pid)
     before = {name: read() for name, read in rss.items()}
-    with probing(stack.url) as busy:
+    with probing(stack.url, SAMPLE_EVERY_S) as busy:
         run = finished_run(stack, start_run(stack), timeout_s=RUN_TIMEOUT_S, poll_s=0.5)
     after = {name: read() for name, read in rss.items()}
     job = run["jobs"][0]
     stored = stack.api.get(f"/jobs/{job['id']}").raise_for_status().json()["attempts"][-1]
     wall = seconds(job["started_at"], job["finished_at"])
-    health = _health(busy)
+    health = busy.figures()
     p99 = health.get("p99_ms")
     return {
         "job_wall_s": round(wall, 2),
@@ -109,7 +64,7 @@ def _flood(stack: Stack, runner_pid: int | None) -> dict[str, object]:
         "stored_mb_per_s": round(stored["log_size"] / 1e6 / wall, 1),
         "peak_rss_mb_before": before,
         "peak_rss_mb_after": after,
-        "health_idle": _health(idle),
+        "health_idle": idle.figures(),
         "health_during_job": health,
         "health_p99_target_ms": HEALTH_TARGET_P99_MS,
         "health_target_met": p99 is not None and float(str(p99)) < HEALTH_TARGET_P99_MS,

@@ -1,7 +1,8 @@
-"""A real `obeya serve` for benchmarks: its own environment, a free port, stopped cleanly.
+"""A real `obeya serve` for benchmarks: its own environment, a free port, stopped cleanly,
+and a probe of its /api/health while it is loaded.
 
-Shared by the pipeline and board benchmarks. (tests/processes.py keeps its own copy: the
-test suite does not import the benchmarks.)
+Shared by the pipeline, board and operations benchmarks. (tests/processes.py keeps its own
+copy: the test suite does not import the benchmarks.)
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+
+from bench.timing import summary_ms
 
 OBEYA = str(Path(sys.executable).with_name("obeya"))
 
@@ -84,3 +88,45 @@ def serve(
         yield url, process
     finally:
         stop(process, group=True)
+
+
+class HealthProbe(threading.Thread):
+    """GET /api/health every ``every_s`` (or at once when the last answer came later)."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        super().__init__(name="health-probe", daemon=True)
+        self._url = url
+        self._every_s = every_s
+        self.stop = threading.Event()
+        self.latencies: list[float] = []
+        self.failures = 0
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            due = time.monotonic()
+            while not self.stop.is_set():
+                begin = time.perf_counter()
+                try:
+                    client.get("/api/health").raise_for_status()
+                    self.latencies.append(time.perf_counter() - begin)
+                except httpx.HTTPError:
+                    self.failures += 1
+                due += self._every_s
+                self.stop.wait(max(0.0, due - time.monotonic()))
+
+    def figures(self) -> dict[str, object]:
+        if not self.latencies:
+            return {"n": 0, "failures": self.failures}
+        return {**summary_ms(self.latencies), "failures": self.failures}
+
+
+@contextmanager
+def probing(url: str, every_s: float) -> Iterator[HealthProbe]:
+    """A HealthProbe of the server at ``url`` for the duration of the block."""
+    probe = HealthProbe(url, every_s)
+    probe.start()
+    try:
+        yield probe
+    finally:
+        probe.stop.set()
+        probe.join(35)

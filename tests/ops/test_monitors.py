@@ -163,3 +163,20 @@ def test_next_due_keeps_the_rhythm_and_skips_missed_ticks():
     assert scheduler.next_due(start, 10, start) == start + timedelta(seconds=10)
     late = start + timedelta(seconds=35)
     assert scheduler.next_due(start, 10, late) == start + timedelta(seconds=40)
+
+
+def test_a_tick_reads_each_services_allow_list_once_for_all_its_checks(owner, app, monkeypatch):
+    url, _ = app
+    for number in range(3):
+        ops.create_monitor(actor(owner), "shop", f"m{number}", kind="http", url=url)
+    reads = []
+    read = ops.outbound_policy
+    monkeypatch.setattr(
+        ops, "outbound_policy", lambda service: reads.append(service) or read(service)
+    )
+    claimed = scheduler.claim_due(system_actor())
+    policies = scheduler.allow_lists(claimed)
+    for monitor, due in claimed:
+        scheduler.run_check(monitor, due, policy=policies.get(monitor.service_id))
+    assert len(reads) == 1
+    assert all(m.last_ok for m in Monitor.objects.all())

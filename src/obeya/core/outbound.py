@@ -11,8 +11,10 @@ checked again. Link-local addresses (cloud metadata at 169.254.169.254) are neve
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -155,6 +157,13 @@ def _pinned_url(target: Pinned) -> str:
     return f"{target.scheme}://{literal}:{target.port}{target.path}"
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The verifying TLS context all outbound requests share, built on first use: building
+    one loads the whole CA bundle, several times the CPU of a loopback check."""
+    return httpx.create_ssl_context()
+
+
 def request(
     method: str,
     url: str,
@@ -174,7 +183,7 @@ def request(
             target.host if target.port == default_port else f"{target.host}:{target.port}"
         )
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=False, verify=_tls()) as client:
             response = client.request(
                 method,
                 _pinned_url(target),
