@@ -156,13 +156,25 @@ def test_bad_monitor_settings_are_refused(owner, fields, field):
     assert not Monitor.objects.exists()
 
 
-def test_next_due_keeps_the_rhythm_and_skips_missed_ticks():
-    start = system_actor().now()
+def test_next_due_keeps_each_monitors_phase_and_skips_missed_ticks():
     from datetime import timedelta
 
-    assert scheduler.next_due(start, 10, start) == start + timedelta(seconds=10)
-    late = start + timedelta(seconds=35)
-    assert scheduler.next_due(start, 10, late) == start + timedelta(seconds=40)
+    now = system_actor().now()
+    for monitor_id in (1, 2, 77):
+        first = scheduler.next_due(monitor_id, 10, now)
+        assert now < first <= now + timedelta(seconds=10)
+        # a check that ran late keeps the monitor's phase and skips what it missed
+        late = first + timedelta(seconds=25)
+        assert scheduler.next_due(monitor_id, 10, late) == first + timedelta(seconds=30)
+
+
+def test_monitors_made_together_spread_over_their_interval():
+    from obeya.ops import logic
+
+    phases = sorted(logic.phase(monitor_id, 10) for monitor_id in range(1, 501))
+    assert phases[0] < 0.5 and phases[-1] > 9.5
+    buckets = [sum(1 for p in phases if second <= p < second + 1) for second in range(10)]
+    assert min(buckets) >= 35  # 50 a second when even; none crowded out
 
 
 def test_a_tick_reads_each_services_allow_list_once_for_all_its_checks(owner, app, monkeypatch):

@@ -99,6 +99,12 @@ def roll_up(results: Iterable[tuple[datetime, bool, float]]) -> list[Rollup]:
     ]
 
 
+def phase(monitor_id: int, interval_s: int) -> float:
+    """A monitor's stable offset in its interval, in seconds: spread by a hash of its id."""
+    mixed = (monitor_id * 2654435761) % 2**32  # Knuth's multiplicative hash
+    return mixed / 2**32 * interval_s
+
+
 def raw_cutoff(now: datetime) -> datetime:
     """Raw results older than this are rolled up and removed (whole hours only)."""
     return (now - timedelta(days=RAW_DAYS)).replace(minute=0, second=0, microsecond=0)

@@ -9,6 +9,7 @@ the others.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import threading
@@ -20,7 +21,7 @@ from django.db.models import Q
 
 from obeya.core import outbound
 from obeya.core.actors import Actor, system_actor
-from obeya.ops import checks, services
+from obeya.ops import checks, logic, services
 from obeya.ops.models import Monitor
 
 log = logging.getLogger("obeya.ops")
@@ -31,14 +32,17 @@ POOL_SIZE = 32
 ROLLUP_TICKS = int(600 / TICK_S)
 
 
-def next_due(due: datetime, interval_s: int, now: datetime) -> datetime:
-    """The next time on the monitor's own rhythm, skipping ticks that were missed."""
-    step = timedelta(seconds=interval_s)
-    following = due + step
-    if following <= now:
-        missed = int((now - following) / step) + 1
-        following += missed * step
-    return following
+def next_due(monitor_id: int, interval_s: int, now: datetime) -> datetime:
+    """The next time on the monitor's own rhythm after ``now``, skipping missed ticks.
+
+    Each monitor keeps its own phase in its interval (from its id, like Prometheus spreads
+    scrapes), so monitors made together are not all due at the same instant, tick after
+    tick: the checks spread over the interval by themselves.
+    """
+    phase = logic.phase(monitor_id, interval_s)
+    stamp = now.timestamp()
+    ticks = math.floor((stamp - phase) / interval_s) + 1
+    return datetime.fromtimestamp(phase + ticks * interval_s, tz=now.tzinfo)
 
 
 def claim_due(actor: Actor) -> list[tuple[Monitor, datetime]]:
@@ -66,7 +70,7 @@ def claim_due(actor: Actor) -> list[tuple[Monitor, datetime]]:
                 .update(
                     claim_token=secrets.token_hex(8),
                     claimed_until=now + timedelta(seconds=timeout_s + CLAIM_SLACK_S),
-                    next_due_at=next_due(due_at, interval_s, now),
+                    next_due_at=next_due(pk, interval_s, now),
                 )
             ):
                 taken[pk] = due_at
