@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 from collections.abc import Iterator
@@ -115,3 +116,12 @@ def test_the_refusal_says_what_is_allowed() -> None:
         outbound.check("http://192.168.1.1/", policy)
     assert "allowed: loopback, status.example.com, 10.0.0.0/8" in refused.value.message
     assert policy.admits("x", outbound.ipaddress.ip_address("10.2.3.4"))
+
+
+def test_a_public_host_is_admitted_at_public_addresses_only() -> None:
+    """A webhook's own host (public_hosts) reaches the internet, never the inside."""
+    policy = policy_from([], public_hosts=["Hooks.Example.com"])
+    assert policy.admits("hooks.example.com", ipaddress.ip_address("93.184.216.34"))
+    for inside in ("10.0.0.5", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1"):
+        assert not policy.admits("hooks.example.com", ipaddress.ip_address(inside))
+    assert not policy.admits("other.example.com", ipaddress.ip_address("93.184.216.34"))

@@ -86,7 +86,13 @@ def policy_from(
             hosts.add(entry)
     shown = ["loopback"] if loopback else []
     shown += sorted(hosts) + [str(network) for network in networks]
-    return Policy(frozenset(hosts), tuple(networks), loopback, ", ".join(shown) or "nothing")
+    return Policy(
+        frozenset(hosts),
+        tuple(networks),
+        loopback,
+        ", ".join(shown) or "nothing",
+        frozenset(host.lower() for host in public_hosts if host),
+    )
 
 
 @dataclass(frozen=True)
