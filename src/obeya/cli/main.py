@@ -16,6 +16,7 @@ from obeya.cli import (
     deploy,
     environments,
     lint,
+    notify,
     ops,
     pipelines,
     session,
@@ -79,6 +80,7 @@ app.add_typer(ops.incident_app, name="incident")
 app.add_typer(ops.monitor_app, name="monitor")
 app.add_typer(ops.slo_app, name="slo")
 app.add_typer(ops.problem_app, name="problem")
+app.add_typer(notify.channel_app, name="channel")
 app.command("lint")(lint.lint)
 
 

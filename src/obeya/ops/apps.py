@@ -9,7 +9,7 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
-        from obeya.ops import continuity_views, views
+        from obeya.ops import continuity_views, notify_views, views
         from obeya.web import context
         from obeya.web.templatetags import obeya_tags
 
@@ -26,6 +26,8 @@ class OpsConfig(AppConfig):
             obeya_tags.register_describer(kind, text)
         if continuity_views.panel not in views.PANELS:
             views.PANELS.append(continuity_views.panel)
+        if notify_views.panel not in views.PANELS:
+            views.PANELS.append(notify_views.panel)
 
 
 def _incident(d: dict[str, Any]) -> str:

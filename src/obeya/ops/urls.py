@@ -1,6 +1,6 @@
 from django.urls import path
 
-from obeya.ops import continuity_views, incident_views, views
+from obeya.ops import continuity_views, incident_views, notify_views, views
 
 OPS = "services/<slug:slug>/operations/"
 INCIDENT = OPS + "incidents/<int:number>/"
@@ -32,4 +32,11 @@ urlpatterns = [
     ),
     path(OPS + "continuity/drills/", continuity_views.drill_now, name="continuity-drill"),
     path(OPS + "continuity/policy/", continuity_views.policy_set, name="continuity-policy"),
+    path(OPS + "channels/new/", notify_views.channel_new, name="channel-new"),
+    path(OPS + "channels/<int:channel_id>/", notify_views.channel_detail, name="channel-detail"),
+    path(
+        OPS + "channels/<int:channel_id>/delete/",
+        notify_views.channel_delete,
+        name="channel-delete",
+    ),
 ]
