@@ -170,16 +170,17 @@ class _RequestBody(io.RawIOBase):
 
     def __init__(self, stream: Iterable[bytes]) -> None:
         self._chunks: Iterator[bytes] = iter(stream)
-        self._left = b""
+        self._left = memoryview(b"")  # a view: taking a piece copies nothing
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         while not self._left:
-            self._left = next(self._chunks, b"")
-            if not self._left:
+            chunk = next(self._chunks, b"")
+            if not chunk:
                 return 0
+            self._left = memoryview(chunk)
         size = min(len(buffer), len(self._left))
         buffer[:size] = self._left[:size]
         self._left = self._left[size:]
