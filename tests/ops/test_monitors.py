@@ -118,7 +118,10 @@ def test_a_hanging_check_is_cut_at_its_timeout_and_does_not_hold_up_another(owne
     started = time.monotonic()
 
     def run(item):
-        scheduler._pooled(*item)  # as the scheduler's pool runs it, closing its connection
+        try:
+            scheduler._pooled(*item)  # as the scheduler's pool runs it
+        finally:
+            connection.close()  # this short-lived thread's own connection
         done[item[0].name] = time.monotonic() - started
 
     threads = [threading.Thread(target=run, args=(item,)) for item in claimed]

@@ -115,8 +115,7 @@ def _backup_sqlite(partial: Path) -> dict[str, int]:
 def _backup_postgres(partial: Path) -> dict[str, int]:
     """``pg_dump`` of a snapshot, with each table counted in that same snapshot."""
     conninfo, env = _libpq()
-    connection.close()
-    with _psycopg() as conn:
+    with _psycopg() as conn:  # its own connection: Django's may be inside a transaction
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         counts = _postgres_counts(conn)
