@@ -75,7 +75,8 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "OBEYA_RUNNERS",
         "2",
         "Number of embedded job runners `obeya serve` starts (0 for none). They run jobs "
-        "exactly like a remote `obeya runner`, over loopback HTTP.",
+        "exactly like a remote `obeya runner`: the same HTTP requests, handed straight to the "
+        "server in the same process.",
     ),
     Setting(
         "OBEYA_LEASE_SECONDS",

@@ -167,11 +167,12 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
         )
         # Pinned before the run commits: a runner may claim its first job right after.
         git.pin(mirror, run.pk, sha)
-        _notify(RUN_CREATED, run.pk)
         if problems:
+            _notify(RUN_CREATED, run.pk)
             _finish(actor, run, RunStatus.FAILED, pipeline.default_branch)
         else:
-            advance(actor, run)
+            advance(actor, run)  # wakes the runners first: listeners do git work after
+            _notify(RUN_CREATED, run.pk)
     return run
 
 
