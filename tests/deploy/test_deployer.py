@@ -49,3 +49,19 @@ def test_with_no_previous_release_a_failed_health_check_fails_loudly(shop: Shop)
     done = deployer.work_once()
     assert done is not None and done.status == "failed"
     assert "no previous release" in done.reason
+
+
+def test_a_deployment_records_every_commit_it_brings_for_lead_time(shop: Shop) -> None:
+    from obeya.core.models import Event
+
+    shop.build("1.0.0")
+    first = deployer.work_once()
+    assert first is not None and first.status == "succeeded"
+    one, two = shop.commit("one"), shop.commit("two")
+    shop.build("1.1.0")
+    second = deployer.work_once()
+    assert second is not None and second.status == "succeeded"
+    events = Event.objects.filter(kind="deployment.succeeded").order_by("id")
+    assert [c["sha"] for c in events[0].data["commits"]] == [first.sha]
+    assert [c["sha"] for c in events[1].data["commits"]] == [two, one]
+    assert all(c["committed_at"] for c in events[1].data["commits"])

@@ -671,6 +671,22 @@ def _keep_releases(work: Work) -> None:
             )
 
 
+def _new_commits(deployment: Deployment) -> list[dict[str, str]]:
+    """The commits this deployment brings to its environment, each with its commit time:
+    change lead time counts every one of them, not only the head (metrics read these)."""
+    if deployment.kind != "deploy" or not deployment.sha:
+        return []
+    before = serving(deployment.environment)
+    if before is not None and before.sha == deployment.sha:
+        return []
+    found = pipelines.commits_between(
+        deployment.service.slug, before.sha if before else "", deployment.sha, 200
+    )
+    if before is None:
+        found = found[:1]  # a first deployment: only its own commit, not all of history
+    return [{"sha": c.sha, "committed_at": c.committed_at.isoformat()} for c in found]
+
+
 def _end(
     actor: Actor,
     lease: Lease,
@@ -681,6 +697,7 @@ def _end(
     failed_event: bool = False,
 ) -> None:
     """Record the deployment's end and give the environment back, in one transaction."""
+    extra = {"commits": _new_commits(deployment)} if status == DeploymentStatus.SUCCEEDED else {}
     with transaction.atomic():
         # The environment's row first, as _claim takes it, then what settle() locks (the
         # job, its run and service): the same order everywhere, so no deadlock between them.
@@ -701,7 +718,7 @@ def _end(
                 event_data(deployment, status="failed", reason=reason, rolled_back=True),
                 service=deployment.service.slug,
             )
-        settle(actor, deployment, status, reason)
+        settle(actor, deployment, status, reason, extra=extra)
     note(deployment.pk, "end", f"{status}{': ' + reason if reason else ''}", actor)
     _wakeup.set()
 
