@@ -286,7 +286,9 @@ def test_a_hook_records_its_process_group_only_while_it_runs(tmp_path: Path) -> 
     host.prepare()
     seen: list[str] = []
     code = host.run(
-        'cat "$OBEYA_ROOT/.running"; echo; test "$(cat "$OBEYA_ROOT/.running")" = "$$"',
+        # the deployer writes the record just after the hook starts: wait for it a moment
+        'for _ in $(seq 100); do test -s "$OBEYA_ROOT/.running" && break; sleep 0.05; done;'
+        ' cat "$OBEYA_ROOT/.running"; echo; test "$(cat "$OBEYA_ROOT/.running")" = "$$"',
         {"PATH": os.environ["PATH"], "OBEYA_ROOT": host.root},
         host.root,
         10,

@@ -164,7 +164,9 @@ def test_a_runner_shutting_down_mid_job_gives_the_job_back(
     loop, _ = start_runner()
     run = runs.create_run(actor(alice), "svc")
     job = Job.objects.get(run=run)
-    wait_for(lambda: Job.objects.get(pk=job.pk).status == "running", "the job to start")
+    # the runner's own first log line: it holds the job (claimed is not yet enough; a job
+    # claimed as the runner goes away comes back when its lease expires)
+    wait_for(lambda: "attempt 1 of run" in log_of(job), "the runner to start the job")
 
     loop.abort(timeout_s=30)
 

@@ -267,8 +267,10 @@ def run_command(
             log(f"cannot start: {error.strerror}")
             return 127
         if record is not None:
-            with contextlib.suppress(OSError):
-                record.write_text(str(process.pid))
+            with contextlib.suppress(OSError):  # whole or absent, never half written
+                partial = record.with_name(record.name + ".partial")
+                partial.write_text(str(process.pid))
+                partial.replace(record)
         try:
             return _follow(process, output, timeout_s, log)
         finally:
