@@ -234,4 +234,28 @@ def files_matching(mirror: Path, sha: str, suffix: str, limit: int = 500) -> dic
 
 
 def commit_list(mirror: Path, shas: list[str]) -> list[Commit]:
-    return [commit(mirror, sha) for sha in shas]
+    """The commits ``shas`` in that order, read with one git call."""
+    if not shas:
+        return []
+    out = git(
+        "log",
+        "--no-walk=unsorted",
+        "--format=%x1e%H%x00%an%x00%ae%x00%aI%x00%cI%x00%B",
+        *shas,
+        "--",
+        cwd=mirror,
+    )
+    found: list[Commit] = []
+    for entry in out.split("\x1e")[1:]:
+        full, name, email, authored, committed, message = entry.split("\x00", 5)
+        found.append(
+            Commit(
+                full,
+                name,
+                email,
+                datetime.fromisoformat(authored),
+                datetime.fromisoformat(committed),
+                message.strip(),
+            )
+        )
+    return found

@@ -130,6 +130,8 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
             if trigger in AUTOMATIC_TRIGGERS:  # a push to an excluded branch is no failure
                 raise NothingToRun(nothing, field="ref")
             problems = [nothing]
+    default = bool(branch) and branch == pipeline.default_branch
+    landed = _landed_commits(service, mirror, branch, sha) if default else []
     now = actor.now()
     with transaction.atomic():
         Pipeline.objects.select_for_update().get(pk=pipeline.pk)  # serialise run numbers
@@ -162,6 +164,10 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
                 "sha": sha,
                 "branch": branch,
                 "trigger": trigger,
+                "default_branch": default,
+                "author": head.author_email or head.author_name,
+                "committed_at": head.committed_at.isoformat(),
+                "commits": landed,
             },
             service=slug,
         )
@@ -309,6 +315,7 @@ def _finish(actor: Actor, run: Run, status: str, default_branch: str) -> None:
             "status": status,
             "sha": run.sha,
             "branch": run.branch,
+            "default_branch": bool(run.branch) and run.branch == default_branch,
             "duration_s": round((run.finished_at - started).total_seconds(), 3),
         },
         service=run.service.slug,
@@ -494,6 +501,31 @@ def set_pipeline(
 def repository_files(run: Run, suffix: str) -> dict[str, str]:
     """The files of the run's commit whose names end in ``suffix``."""
     return git.files_matching(mirror_of(run.service), run.sha, suffix)
+
+
+def _landed_commits(service: Service, mirror: Path, branch: str, sha: str) -> list[dict[str, str]]:
+    """The commits a run of the default branch is the first to see, each with its author
+    and commit time (CI health counts commits per developer per day from these)."""
+    previous = (
+        Run.objects.filter(service=service, branch=branch)
+        .order_by("-pk")
+        .values_list("sha", flat=True)
+        .first()
+    )
+    if previous == sha:
+        return []
+    try:
+        found = git.commit_list(mirror, git.commits_between(mirror, previous or "", sha, 200))
+    except git.GitError:  # the previous head was rewritten away: only this commit
+        found = git.commit_list(mirror, [sha])
+    return [
+        {
+            "sha": c.sha,
+            "author": c.author_email or c.author_name,
+            "committed_at": c.committed_at.isoformat(),
+        }
+        for c in found
+    ]
 
 
 def new_commits(run: Run, limit: int = 200) -> list[git.Commit]:
