@@ -254,6 +254,7 @@ INSTALLED_APPS = [
     "obeya.board",
     "obeya.deploy",
     "obeya.ops",
+    "obeya.metrics",
     "obeya.web",
 ]
 

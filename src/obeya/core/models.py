@@ -68,7 +68,11 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["service", "id"]), models.Index(fields=["kind", "at"])]
+        indexes = [
+            models.Index(fields=["service", "id"]),
+            models.Index(fields=["kind", "at"]),
+            models.Index(fields=["service", "at"]),  # metrics read a service's window
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.kind} {self.subject}"
