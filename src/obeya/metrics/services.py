@@ -529,3 +529,21 @@ def tiles_dict(tiles: Iterable[ServiceTile]) -> list[dict[str, Any]]:
             data["over"] = column.over
         found.append(body)
     return found
+
+
+def dora_across(days: int = 30, now: datetime | None = None) -> tuple[tuple[datetime, datetime], dora.Dora]:
+    """The five DORA metrics over every live service together (each number's evidence
+    still names its deployments and incidents)."""
+    window = window_of(days, now)
+    rows = (
+        Event.objects.filter(
+            service__in=[s.slug for s in room_services()],
+            at__gte=window[0] - LOOKBACK,
+            at__lt=window[1],
+            kind__in=KINDS,
+        )
+        .order_by("at", "id")
+        .values_list("id", "at", "kind", "service", "data")
+    )
+    chosen = [Record(pk, at, kind, slug, data) for pk, at, kind, slug, data in rows]
+    return window, dora.dora(chosen, window)
