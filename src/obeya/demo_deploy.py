@@ -2,10 +2,13 @@
 
 `obeya demo` defines the two environments (local targets in the data dir, a restart hook
 that starts the service, an HTTP health check) and prepares a `release/1.1` branch whose
-release needs a config file the environments do not have. `obeya demo --serve` then lets
-a director play the people: once the pipeline of main has deployed to staging, the
-gatekeeper approves production; once production runs, the developer runs the pipeline of
-`release/1.1`, whose warm-up fails in staging and rolls back by itself.
+release needs a config file that was provisioned in staging only. `obeya demo --serve`
+then lets a director play the people: once the pipeline of main has deployed to staging,
+the gatekeeper approves production; once production runs, the developer runs the pipeline
+of `release/1.1`, which passes staging; the gatekeeper approves it for production, where
+its warm-up fails and Obeya rolls production back to 1.0.0 by itself (an incident opens).
+The metrics then have a real failed production deployment, its recovery, and a defect
+that passed staging.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ cd "$OBEYA_CURRENT_DIR"
 PORT={port} HELLO_CONFIG="$OBEYA_SHARED_DIR/hello.json" \\
   setsid nohup python3 -m hello.app >>"$OBEYA_SHARED_DIR/app.log" 2>&1 </dev/null &
 echo $! >"$pidfile"
+# A service that cannot start (its port taken by another process) must fail the restart,
+# not leave the other process to answer the health check.
+sleep 0.5
+if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "hello-service did not start (port {port} taken?):"; tail -n 3 "$OBEYA_SHARED_DIR/app.log"
+  exit 1
+fi
 """
 
 # Release 1.1 reads its greeting from the file HELLO_CONFIG names, and says it is unhealthy
@@ -92,6 +102,11 @@ def environments(echo: Callable[[str], None]) -> None:
             health_interval_ms=300,
             retention=5,
         )
+    # Release 1.1's config file, provisioned by hand in staging only: production was
+    # forgotten, so 1.1 passes staging and fails its warm-up in production.
+    shared = root / "staging" / "shared"
+    shared.mkdir(parents=True, exist_ok=True)
+    (shared / "hello.json").write_text('{"greeting": "Hello"}\n')
     echo(
         f"  environments of {SLUG}: staging on http://127.0.0.1:{PORTS['staging']}/, "
         f"production on http://127.0.0.1:{PORTS['production']}/ (protected)"
@@ -99,7 +114,8 @@ def environments(echo: Callable[[str], None]) -> None:
 
 
 def release_branch(repo: Path, commit: Callable[[Path, str, str, str], None]) -> None:
-    """The release/1.1 branch of the demo repository (its config need fails the warm-up)."""
+    """The release/1.1 branch of the demo repository (its config need fails production's
+    warm-up: the file is provisioned in staging only)."""
     from obeya.pipelines.git import git
 
     if git("branch", "--list", RELEASE_BRANCH, cwd=repo):
@@ -123,8 +139,6 @@ def _step() -> bool:
     from obeya.pipelines import services as pipelines
 
     demo_ops.enable_deployed_monitors()
-    if pipelines.list_runs(SLUG, RELEASE_BRANCH).exists():
-        return all(monitor.enabled for monitor in demo_ops.monitors())
     production = deploy.list_deployments(SLUG, "production")
     waiting = production.filter(status="waiting_approval").first()
     if waiting is not None:
@@ -135,10 +149,12 @@ def _step() -> bool:
             "Staging is healthy and the change log is clear: approved for production.",
         )
         return False
+    if pipelines.list_runs(SLUG, RELEASE_BRANCH).exists():
+        ended = production.filter(status__in=["rolled_back", "failed"]).exists()
+        return ended and all(monitor.enabled for monitor in demo_ops.monitors())
     if production.filter(status="succeeded").exists():
         bob = Actor(user=core.get_user("bob"), channel="cli")
         pipelines.create_run(bob, SLUG, RELEASE_BRANCH, trigger="manual")
-        return True
     return False
 
 
