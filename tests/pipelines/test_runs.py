@@ -26,6 +26,22 @@ def test_a_run_records_the_commit(alice, service, repo):
     assert Event.objects.filter(kind="run.created", service="svc").count() == 1
 
 
+def test_a_default_branch_run_lists_the_commits_it_is_the_first_to_see(alice, service, repo):
+    first = runs.create_run(actor(alice), "svc")
+    one = repo.commit({"a": "1"}, "one")
+    two = repo.commit({"b": "2"}, "two")
+    runs.create_run(actor(alice), "svc")
+    created = [e.data for e in Event.objects.filter(kind="run.created").order_by("id")]
+    assert [c["sha"] for c in created[0]["commits"]] == [first.sha]
+    assert [c["sha"] for c in created[1]["commits"]] == [two, one]  # newest first
+    assert {c["author"] for c in created[1]["commits"]} == {"ann@example.com"}
+    assert all(c["committed_at"] for c in created[1]["commits"])
+    assert created[1]["default_branch"] is True
+    runs.create_run(actor(alice), "svc")  # nothing new since the last run: no commits
+    again = Event.objects.filter(kind="run.created").order_by("-id").first()
+    assert again is not None and again.data["commits"] == []
+
+
 def test_the_graph_moves_on_and_the_run_succeeds(alice, service, finish):
     run = runs.create_run(actor(alice), "svc")
     finish()

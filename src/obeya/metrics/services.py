@@ -26,13 +26,15 @@ from obeya.backlog.models import Story
 from obeya.board.models import Card, Column
 from obeya.catalog import services as catalog
 from obeya.catalog.models import Service
-from obeya.core.clock import SYSTEM_CLOCK, ManualClock
 from obeya.core.actors import system_actor
+from obeya.core.clock import SYSTEM_CLOCK, ManualClock
 from obeya.core.errors import InvalidInput
 from obeya.core.models import Event
 from obeya.metrics import ci, dora, flow, maturity, valuestream
-from obeya.metrics.dora import Record
+from obeya.metrics.dora import Dora, Record
+from obeya.metrics.maturity import Area
 from obeya.metrics.model import Board, BoardCard, BoardColumn, Check, Facts
+from obeya.metrics.valuestream import ValueStream
 
 # The kinds the formulas read; every other event stays in the database.
 KINDS = (
@@ -149,18 +151,18 @@ def facts_of(service: Service, now: datetime) -> Facts:
     environments = list(deploy.list_environments(service.slug))
     drifted = []
     for environment in environments:
-        found = deploy.drift(environment)
-        if found is not None and found.found:
+        differs = deploy.drift(environment)
+        if differs is not None and differs.found:
             drifted.append(environment.name)
     budgets = [
         view.status.budget_remaining_percent / 100
         for view in (reviews.slo_view(slo, now) for slo in reviews.list_slos(service.slug))
         if view.status.budget_remaining_percent is not None
     ]
-    found = continuity.objectives(service)
+    objectives = continuity.objectives(service)
     backup = continuity.last_good_backup(service)
-    drill = RestoreDrill.objects.filter(service=service).exclude(status="running")
-    drill = drill.order_by("-started_at").first()
+    drills = RestoreDrill.objects.filter(service=service).exclude(status="running")
+    drill = drills.order_by("-started_at").first()
     kinds = dict(
         Story.objects.filter(service=service)
         .values_list("kind")
@@ -182,8 +184,8 @@ def facts_of(service: Service, now: datetime) -> Facts:
         monitors=Monitor.objects.filter(service=service).count(),
         slos=len(budgets),
         slo_budget_left=min(budgets) if budgets else None,
-        rpo_s=found.rpo_s,
-        rto_s=found.rto_s,
+        rpo_s=objectives.rpo_s,
+        rto_s=objectives.rto_s,
         last_backup_at=backup.finished_at if backup else None,
         last_drill_at=drill.finished_at or drill.started_at if drill else None,
         last_drill_passed=drill.status == "passed" if drill else None,
@@ -213,18 +215,16 @@ class Report:
     days: int
     start: datetime
     end: datetime
-    dora: dora.Dora
-    previous: dora.Dora  # the window before, for the trend
+    dora: Dora
+    previous: Dora  # the window before, for the trend
     flow: list[Check]
     ci: list[Check]
-    value_stream: valuestream.ValueStream
-    maturity: list[maturity.Area]
+    value_stream: ValueStream
+    maturity: list[Area]
     weeks: list[Week] = field(default_factory=list)
 
 
-def _weeks(
-    chosen: Sequence[Record], window: tuple[datetime, datetime]
-) -> list[Week]:
+def _weeks(chosen: Sequence[Record], window: tuple[datetime, datetime]) -> list[Week]:
     deployments = dora.production_deployments(chosen)
     start = window[0] - timedelta(days=window[0].weekday())
     start = start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -268,7 +268,9 @@ def report(slug: str, days: int = 30, now: datetime | None = None) -> Report:
         flow=checks,
         ci=health,
         value_stream=stream,
-        maturity=maturity.assess(measured, [*checks, *health], stream, facts_of(service, window[1])),
+        maturity=maturity.assess(
+            measured, [*checks, *health], stream, facts_of(service, window[1])
+        ),
         weeks=_weeks(chosen, window),
     )
 
@@ -531,7 +533,9 @@ def tiles_dict(tiles: Iterable[ServiceTile]) -> list[dict[str, Any]]:
     return found
 
 
-def dora_across(days: int = 30, now: datetime | None = None) -> tuple[tuple[datetime, datetime], dora.Dora]:
+def dora_across(
+    days: int = 30, now: datetime | None = None
+) -> tuple[tuple[datetime, datetime], Dora]:
     """The five DORA metrics over every live service together (each number's evidence
     still names its deployments and incidents)."""
     window = window_of(days, now)
