@@ -634,7 +634,9 @@ class EnvironmentState:
         return "healthy" if self.serving else "unknown"
 
 
-def environment_state(environment: Environment, *, with_commits: bool = True) -> EnvironmentState:
+def environment_state(
+    environment: Environment, *, with_commits: bool = True, with_drift: bool = True
+) -> EnvironmentState:
     serving = deployer.serving(environment)
     last = (
         Deployment.objects.filter(environment=environment)
@@ -653,7 +655,7 @@ def environment_state(environment: Environment, *, with_commits: bool = True) ->
         current_release=current_release(environment),
         waiting=waiting,
         last=last,
-        drift=drift(environment),
+        drift=drift(environment) if with_drift else None,  # reads every file of the release
         approved_by=approvers_of(serving) if serving else [],
     )
     following = _next_environment(environment)

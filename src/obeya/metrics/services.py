@@ -430,7 +430,7 @@ def tile(service: Service, now: datetime | None = None) -> ServiceTile:
     cord = andon.state(service)
     environments = []
     for environment in deploy.list_environments(slug):
-        state = deploy.environment_state(environment, with_commits=False)
+        state = deploy.environment_state(environment, with_commits=False, with_drift=False)
         serving = state.serving
         environments.append(
             EnvironmentTile(
