@@ -132,7 +132,7 @@ def _flow(ev: Evidence) -> list[Criterion]:
             2,
             "done_defined",
             "Define done on the board: each working column gets a definition of done "
-            "(a checklist or a gate) and a WIP limit",
+            "(a checklist or a gate)",
         ),
         ev.check(3, "wip", "Keep work in progress within the limits: finish before you start"),
         ev.check(
@@ -150,7 +150,9 @@ def _flow(ev: Evidence) -> list[Criterion]:
             "defect_escaped",
             "Build quality in: no defect passes to a later stage unnoticed",
         ),
-        ev.check(5, "rhythm", "Keep a steady rhythm: stories finish at a regular pace"),
+        ev.check(
+            5, "rhythm", "Keep a steady rhythm: production deployments come at regular intervals"
+        ),
     ]
 
 
@@ -172,7 +174,7 @@ def _ci(ev: Evidence) -> list[Criterion]:
             "Get feedback within 10 minutes: the commit stage takes at most 10 minutes "
             "for 9 runs in 10",
         ),
-        ev.check(4, "ci.red_share", "Keep the default branch green: at most 5 % of runs fail"),
+        ev.check(4, "ci.red_share", "Keep the default branch green: red at most 5 % of the time"),
         ev.check(
             4,
             "ci.time_to_fix",

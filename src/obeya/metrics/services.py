@@ -50,6 +50,7 @@ KINDS = (
     "incident.resolved",
     "run.created",
     "run.finished",
+    "job.finished",  # the value stream splits a run's time between its jobs and waits
     "andon.pulled",
     "andon.released",
     "story.created",
