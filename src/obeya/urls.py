@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("obeya.web.urls")),
     path("", include("obeya.deploy.urls")),
     path("", include("obeya.ops.urls")),
+    path("", include("obeya.metrics.urls")),
 ]
