@@ -185,10 +185,24 @@ def _production_deployments(data_dir: Path) -> int:
 
 
 def _stop_hello_service(data_dir: Path) -> None:
-    """The demo's restart hook starts hello-service detached: stop what it started."""
-    for pidfile in data_dir.glob(f"deploy/{HELLO}/*/shared/app.pid"):
-        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+    """The demo's restart hook starts hello-service detached: stop every process started for
+    this data dir, until none is left (a hook still running at shutdown may start one more)."""
+    marker = str(data_dir).encode()
+    deadline = time.monotonic() + 15
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if marker in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        if not found or time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
