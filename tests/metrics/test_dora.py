@@ -206,3 +206,17 @@ def test_properties_of_any_history(records: list[Record], rng: random.Random) ->
     only_shop = [r for r in records if r.service == "shop"]
     assert _values(dora.dora(only_shop, WINDOW, "shop")) == _values(result)
     assert _values(dora.dora(only_shop + others + others, WINDOW, "shop")) == _values(result)
+
+
+def test_an_automatic_rollback_recovers_from_the_moment_the_bad_release_went_live() -> None:
+    """The deployer records ``deployment.failed`` and ``deployment.rolled_back`` together at
+    the end; users had the failed release from its switch on."""
+    h = History()
+    common = {"deployment": 7, "tier": "production", "kind": "deploy", "release": "r7"}
+    h.add(at(6, 10, 0), "deployment.started", **common)
+    h.add(at(6, 10, 1), "deployment.switched", **common)
+    h.add(at(6, 10, 4), "deployment.failed", rolled_back=True, **common)
+    h.add(at(6, 10, 4), "deployment.rolled_back", **common)
+    recovery = dora.dora(h.records, WINDOW).recovery_time
+    assert recovery.value == 180  # 10:01 → 10:04
+    assert recovery.evidence == ("deployment 7",)

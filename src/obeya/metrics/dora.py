@@ -15,8 +15,9 @@ No I/O here: callers read the events (``core.events.timeline``) and pass them in
   hand: a ``rollback`` deployment went back past its release) or when an incident names it
   as its cause (``incident.caused_by``); **change fail rate** = failed ÷ production
   deployments;
-- **failed deployment recovery time** runs from the failure being detected to the service
-  being restored: an automatic rollback from ``deployment.failed`` to
+- **failed deployment recovery time** runs from the failure reaching users (or being
+  detected) to the service being restored: an automatic rollback from the failed release's
+  switch (``deployment.switched``; ``deployment.failed`` when it never switched) to
   ``deployment.rolled_back``; an incident from ``incident.opened`` to
   ``incident.mitigated`` (or ``incident.resolved`` when never mitigated);
 - **deployment rework rate** = production deployments (either kind) started while an
@@ -270,14 +271,17 @@ def recovery_time(
     ordered = sorted(records, key=lambda r: (r.at, r.id))
     production = {d.id for d in deployments}
     detected: dict[int, datetime] = {}
+    switched: dict[int, datetime] = {}
     samples: list[tuple[str, float]] = []
     opened: dict[tuple[str, Any], datetime] = {}
     caused: set[tuple[str, Any]] = set()
     for record in ordered:
         data = record.data
         number = data.get("deployment")
-        if record.kind == "deployment.failed" and number in production:
-            detected[int(number)] = record.at
+        if record.kind == "deployment.switched" and number in production:
+            switched[int(number)] = record.at  # the failed release reached users here
+        elif record.kind == "deployment.failed" and number in production:
+            detected[int(number)] = switched.pop(int(number), record.at)
         elif (
             record.kind == "deployment.rolled_back"
             and number in detected

@@ -41,6 +41,7 @@ KINDS = (
     "deployment.requested",
     "deployment.queued",
     "deployment.started",
+    "deployment.switched",
     "deployment.succeeded",
     "deployment.failed",
     "deployment.rolled_back",
