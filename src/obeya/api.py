@@ -18,6 +18,7 @@ from obeya.core.api import router as core_router
 from obeya.core.apiauth import SessionAuth, TokenAuth
 from obeya.core.errors import ObeyaError
 from obeya.deploy.api import router as deploy_router
+from obeya.metrics.api import router as metrics_router
 from obeya.ops.api import router as ops_router
 from obeya.ops.continuity_api import router as continuity_router
 from obeya.ops.notify_api import router as notify_router
@@ -68,6 +69,7 @@ def build_api() -> NinjaAPI:
     api.add_router("/", reviews_router)
     api.add_router("/", notify_router)
     api.add_router("/", continuity_router)
+    api.add_router("/", metrics_router)
 
     @api.exception_handler(ObeyaError)
     def obeya_error(request: HttpRequest, exc: ObeyaError) -> HttpResponse:

@@ -16,6 +16,7 @@ from obeya.cli import (
     deploy,
     environments,
     lint,
+    metrics,
     notify,
     ops,
     pipelines,
@@ -81,6 +82,8 @@ app.add_typer(ops.monitor_app, name="monitor")
 app.add_typer(ops.slo_app, name="slo")
 app.add_typer(ops.problem_app, name="problem")
 app.add_typer(notify.channel_app, name="channel")
+app.command("metrics")(metrics.metrics)
+app.command("room")(metrics.room)
 app.command("lint")(lint.lint)
 
 
