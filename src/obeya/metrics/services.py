@@ -304,7 +304,8 @@ def trend(metric: str, now: float | None, before: float | None) -> Trend:
     if abs(now - before) <= 0.05 * max(abs(before), 1e-9):
         return Trend("flat", None, "steady")
     up = now > before
-    return Trend("up" if up else "down", up == HIGHER_IS_BETTER[metric], "")
+    better = up == HIGHER_IS_BETTER[metric]
+    return Trend("up" if up else "down", better, "better" if better else "worse")
 
 
 # ---- JSON ------------------------------------------------------------------------------------
