@@ -251,9 +251,12 @@ def change_fail_rate(
     deployments: Sequence[Deployment],
     records: Iterable[Record],
     window: tuple[datetime, datetime],
+    failed: Mapping[int, str] | None = None,
 ) -> Number:
+    """Failed ÷ production deployments (``failed``: ``failed_deployments``, when known)."""
     counted = [d for d in deployments if d.kind == "deploy" and _in(window, d.ended)]
-    failed = failed_deployments(deployments, records)
+    if failed is None:
+        failed = failed_deployments(deployments, records)
     bad = [d.id for d in counted if d.id in failed]
     rate = len(bad) / len(counted) if counted else None
     return Number(
@@ -264,15 +267,15 @@ def change_fail_rate(
     )
 
 
-def recovery_time(
-    records: Iterable[Record], deployments: Sequence[Deployment], window: tuple[datetime, datetime]
-) -> Number:
-    """Failure detected → service restored, for rollbacks and deployment-caused incidents."""
+def recovery_samples(
+    records: Iterable[Record], deployments: Sequence[Deployment]
+) -> list[tuple[str, datetime, float]]:
+    """Every recovery from a failed production deployment: (what, restored at, seconds)."""
     ordered = sorted(records, key=lambda r: (r.at, r.id))
     production = {d.id for d in deployments}
     detected: dict[int, datetime] = {}
     switched: dict[int, datetime] = {}
-    samples: list[tuple[str, float]] = []
+    samples: list[tuple[str, datetime, float]] = []
     opened: dict[tuple[str, Any], datetime] = {}
     caused: set[tuple[str, Any]] = set()
     for record in ordered:
@@ -282,14 +285,9 @@ def recovery_time(
             switched[int(number)] = record.at  # the failed release reached users here
         elif record.kind == "deployment.failed" and number in production:
             detected[int(number)] = switched.pop(int(number), record.at)
-        elif (
-            record.kind == "deployment.rolled_back"
-            and number in detected
-            and _in(window, record.at)
-        ):
-            samples.append(
-                (f"deployment {number}", (record.at - detected.pop(number)).total_seconds())
-            )
+        elif record.kind == "deployment.rolled_back" and number in detected:
+            seconds = (record.at - detected.pop(number)).total_seconds()
+            samples.append((f"deployment {number}", record.at, seconds))
         incident = (record.service, data.get("number"))
         if record.kind == "incident.opened":
             opened[incident] = record.at
@@ -297,16 +295,32 @@ def recovery_time(
             caused.add(incident)
         elif record.kind in {"incident.mitigated", "incident.resolved"} and incident in opened:
             start = opened.pop(incident)
-            if incident in caused and _in(window, record.at):
-                samples.append((f"incident {incident[1]}", (record.at - start).total_seconds()))
-    values = [seconds for _, seconds in samples]
+            if incident in caused:
+                seconds = (record.at - start).total_seconds()
+                samples.append((f"incident {incident[1]}", record.at, seconds))
+    return samples
+
+
+def recovery_of(
+    samples: Sequence[tuple[str, datetime, float]], window: tuple[datetime, datetime]
+) -> Number:
+    """The recovery time of the samples restored inside ``window``."""
+    chosen = [(what, seconds) for what, at, seconds in samples if _in(window, at)]
+    values = [seconds for _, seconds in chosen]
     median = statistics.median(values) if values else None
     return Number(
         median,
         band("recovery_time", median),
-        tuple(what for what, _ in samples),
+        tuple(what for what, _ in chosen),
         {"p90_s": percentile(values, 0.9), "failures": len(values)},
     )
+
+
+def recovery_time(
+    records: Iterable[Record], deployments: Sequence[Deployment], window: tuple[datetime, datetime]
+) -> Number:
+    """Failure detected → service restored, for rollbacks and deployment-caused incidents."""
+    return recovery_of(recovery_samples(records, deployments), window)
 
 
 def rework_rate(
@@ -353,12 +367,25 @@ def dora(
     records: Iterable[Record], window: tuple[datetime, datetime], service: str | None = None
 ) -> Dora:
     """The five metrics for one service (or all) over ``window`` = [start, end)."""
-    chosen = _ordered(records, service)
-    deployments = production_deployments(chosen)
-    return Dora(
-        deployment_frequency(deployments, window),
-        change_lead_time(deployments, window),
-        change_fail_rate(deployments, chosen, window),
-        recovery_time(chosen, deployments, window),
-        rework_rate(chosen, deployments, window),
-    )
+    return History(_ordered(records, service)).dora(window)
+
+
+class History:
+    """One service's (or all) records, with what every window's metrics share worked out
+    once: its production deployments, the failed ones, the recoveries. For computing many
+    windows (the one before, week by week) without reading the records again each time."""
+
+    def __init__(self, ordered: Sequence[Record]) -> None:
+        self.records = ordered  # sorted by (at, id)
+        self.deployments = production_deployments(ordered)
+        self.failed = failed_deployments(self.deployments, ordered)
+        self.recoveries = recovery_samples(ordered, self.deployments)
+
+    def dora(self, window: tuple[datetime, datetime]) -> Dora:
+        return Dora(
+            deployment_frequency(self.deployments, window),
+            change_lead_time(self.deployments, window),
+            change_fail_rate(self.deployments, self.records, window, self.failed),
+            recovery_of(self.recoveries, window),
+            rework_rate(self.records, self.deployments, window),
+        )
