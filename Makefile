@@ -32,7 +32,7 @@ test: install-dev lint test-sqlite test-postgres
 
 test-sqlite: install-dev
 	@data=$$(mktemp -d); trap 'rm -rf "$$data"' EXIT; \
-	OBEYA_DATA_DIR=$$data OBEYA_DATABASE_URL= $(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider
+	OBEYA_DATA_DIR=$$data OBEYA_DATABASE_URL= $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -p no:cacheprovider
 
 test-postgres: install-dev
 	@if [ -z "$$OBEYA_TEST_POSTGRES_URL" ]; then \
@@ -42,7 +42,7 @@ test-postgres: install-dev
 	  echo "== PostgreSQL pass on $$OBEYA_TEST_POSTGRES_URL (tests that start their own obeya"; \
 	  echo "   processes run on SQLite whatever the pass, so they ran in the first one) =="; \
 	  OBEYA_DATA_DIR=$$data OBEYA_DATABASE_URL=$$OBEYA_TEST_POSTGRES_URL \
-	    $(BIN)/pytest -n $(PYTEST_WORKERS) -p no:cacheprovider -m "not browser and not e2e"; \
+	    $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal -p no:cacheprovider -m "not browser and not e2e"; \
 	fi
 
 lint: install-dev
