@@ -128,3 +128,14 @@ def test_dora_across_services_counts_every_live_service(shop: str, alice: User) 
     window, measured = metrics.dora_across(30)
     assert window[1] - window[0] == timedelta(days=30)
     assert sorted(measured.deployment_frequency.evidence) == [1, 2, 4]
+
+
+def test_a_report_is_reused_until_the_service_records_an_event(shop: str, alice: User) -> None:
+    history()
+    first = metrics.report("shop", 30)
+    assert metrics.report("shop", 30) is first
+    assert metrics.report("shop", 7) is not first  # another window, another report
+    andon.pull_andon(actor(alice), "shop", "stop the line")
+    after = metrics.report("shop", 30)
+    assert after is not first
+    assert metrics.report("shop", 30, fresh=True) is not after

@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
@@ -269,9 +270,37 @@ def _weeks(history: dora.History, window: tuple[datetime, datetime]) -> list[Wee
     return found
 
 
-def report(slug: str, days: int = 30, now: datetime | None = None) -> Report:
-    """Everything measured about one service over the ``days`` before ``now``."""
+_reports: OrderedDict[tuple[str, int], tuple[int, float, Report]] = OrderedDict()
+REPORTS_KEPT = 64
+
+
+def report(
+    slug: str, days: int = 30, now: datetime | None = None, *, fresh: bool = False
+) -> Report:
+    """Everything measured about one service over the ``days`` before ``now``.
+
+    Without ``now`` (the pages, the API, the CLI), a report is reused while the service
+    records no new event, for at most ``ROOM_TTL_S``; the latest ``REPORTS_KEPT`` are kept.
+    """
     service = catalog.get_service(slug)
+    if now is not None or fresh:
+        return _measure(service, days, now)
+    key, latest = (slug, days), _latest_event(slug)
+    with _cache_lock:
+        kept = _reports.get(key)
+    if kept is not None and kept[0] == latest and time.monotonic() - kept[1] <= ROOM_TTL_S:
+        return kept[2]
+    found = _measure(service, days, None)
+    with _cache_lock:
+        _reports[key] = (latest, time.monotonic(), found)
+        _reports.move_to_end(key)
+        while len(_reports) > REPORTS_KEPT:
+            _reports.popitem(last=False)
+    return found
+
+
+def _measure(service: Service, days: int, now: datetime | None) -> Report:
+    slug = service.slug
     window = window_of(days, now)
     previous = (window[0] - timedelta(days=days), window[0])
     chosen = records(slug, previous[0] - LOOKBACK, window[1])
@@ -540,6 +569,7 @@ def forget_cache() -> None:
     with _cache_lock:
         _cache.clear()
         _cache_times.clear()
+        _reports.clear()
 
 
 def room_version() -> int:
