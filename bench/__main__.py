@@ -33,6 +33,7 @@ def main() -> int:
         deploy_rollback,
         deploy_switch,
         event_log,
+        metrics_room,
         ops_monitors,
         pipelines_logs,
         pipelines_overhead,
@@ -50,6 +51,7 @@ def main() -> int:
         "deploy_switch": deploy_switch.run,
         "deploy_rollback": deploy_rollback.run,
         "ops_monitors": ops_monitors.run,
+        "metrics_room": metrics_room.run,
     }
     chosen = args.names or list(suites)
     unknown = sorted(set(chosen) - set(suites))
