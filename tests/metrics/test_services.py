@@ -3,6 +3,7 @@ report of a service, the room's tiles and when its cache is reused or computed a
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -139,3 +140,18 @@ def test_a_report_is_reused_until_the_service_records_an_event(shop: str, alice:
     after = metrics.report("shop", 30)
     assert after is not first
     assert metrics.report("shop", 30, fresh=True) is not after
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_tile_is_shown_while_a_background_thread_computes_it_again(
+    monkeypatch: pytest.MonkeyPatch, alice: User
+) -> None:
+    catalog.create_service(actor(alice), "shop", "Shop")
+    (first,) = metrics.room()
+    monkeypatch.setattr(metrics, "ROOM_TTL_S", 0.0)
+    (shown,) = metrics.room()
+    assert shown is first  # old, but shown at once: no request waits for it
+    deadline = time.monotonic() + 10
+    while metrics.room()[0] is first and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metrics.room()[0] is not first, "the background refresh never replaced the tile"

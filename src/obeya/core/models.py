@@ -71,7 +71,7 @@ class Event(models.Model):
         indexes = [
             models.Index(fields=["service", "id"]),
             models.Index(fields=["kind", "at"]),
-            models.Index(fields=["service", "at"]),  # metrics read a service's window
+            models.Index(fields=["service", "kind", "at"]),  # metrics read a service's window
         ]
 
     def __str__(self) -> str:

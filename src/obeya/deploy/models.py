@@ -102,7 +102,8 @@ class Deployment(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["environment", "status"])]
+        # What an environment runs now: its newest succeeded deployment (deployer.serving).
+        indexes = [models.Index(fields=["environment", "status", "finished_at", "id"])]
 
     def __str__(self) -> str:
         return f"deployment {self.pk} to {self.environment}"

@@ -13,6 +13,7 @@ budgets move with monitor checks, which are not events).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -60,10 +61,13 @@ KINDS = (
     "story.created",
     "story.moved",
 )
+# What the DORA formulas read (the room's tiles read only these).
+DORA_KINDS = tuple(k for k in KINDS if k.startswith(("deployment.", "incident.")))
 LOOKBACK = timedelta(days=30)
 MAX_DAYS = 365
 ROOM_WINDOW_DAYS = 30
 ROOM_TTL_S = 60.0
+log = logging.getLogger(__name__)
 _WINDOW = re.compile(r"^\s*(\d+)\s*([dw]?)\s*$")
 
 
@@ -93,7 +97,9 @@ def window_of(days: int, now: datetime | None = None) -> tuple[datetime, datetim
     return (end - timedelta(days=days), end)
 
 
-def records(slug: str, since: datetime, until: datetime) -> list[Record]:
+def records(
+    slug: str, since: datetime, until: datetime, kinds: tuple[str, ...] = KINDS
+) -> list[Record]:
     """The service's events the formulas read, in [since, until), oldest first.
 
     Read with one plain query rather than the ORM: a 90-day report reads ~10,000 rows, and
@@ -103,11 +109,11 @@ def records(slug: str, since: datetime, until: datetime) -> list[Record]:
     sql = (
         f"SELECT id, at, kind, data FROM {Event._meta.db_table}"  # noqa: S608
         " WHERE service = %s AND at >= %s AND at < %s"
-        f" AND kind IN ({', '.join(['%s'] * len(KINDS))}) ORDER BY at, id"
+        f" AND kind IN ({', '.join(['%s'] * len(kinds))}) ORDER BY at, id"
     )
     bounds = [ops.adapt_datetimefield_value(since), ops.adapt_datetimefield_value(until)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [slug, *bounds, *KINDS])
+        cursor.execute(sql, [slug, *bounds, *kinds])
         rows = cursor.fetchall()
     return [Record(pk, _aware(at), kind, slug, _loaded(data)) for pk, at, kind, data in rows]
 
@@ -456,7 +462,7 @@ def _latest_event(slug: str) -> int:
 def _dora_tiles(slug: str, now: datetime) -> dict[str, dict[str, Any]]:
     window = window_of(ROOM_WINDOW_DAYS, now)
     previous = (window[0] - timedelta(days=ROOM_WINDOW_DAYS), window[0])
-    history = dora.History(records(slug, previous[0] - LOOKBACK, window[1]))
+    history = dora.History(records(slug, previous[0] - LOOKBACK, window[1], DORA_KINDS))
     measured, before = history.dora(window), history.dora(previous)
     tiles: dict[str, dict[str, Any]] = {}
     for name in HIGHER_IS_BETTER:
@@ -542,27 +548,52 @@ def room_services() -> list[Service]:
 
 
 def room(now: datetime | None = None, *, fresh: bool = False) -> list[ServiceTile]:
-    """Every live service's tile, each reused while its newest event is unchanged and it is
-    younger than ``ROOM_TTL_S`` (``fresh`` computes them all again)."""
-    tiles = []
+    """Every live service's tile. A tile is computed again at once when its service recorded
+    an event since; one older than ``ROOM_TTL_S`` is shown as it is while a background
+    thread computes it again (so no request waits for every service at once). ``fresh``
+    computes them all now."""
+    tiles, stale = [], []
     for service in room_services():
         latest = _latest_event(service.slug)
         with _cache_lock:
             kept = _cache.get(service.slug)
             born = _cache_times.get(service.slug, 0.0)
-        if (
-            fresh
-            or now is not None
-            or kept is None
-            or kept.latest_event != latest
-            or time.monotonic() - born > ROOM_TTL_S
-        ):
-            kept = tile(service, now)
-            with _cache_lock:
-                _cache[service.slug] = kept
-                _cache_times[service.slug] = time.monotonic()
+        if fresh or now is not None or kept is None or kept.latest_event != latest:
+            kept = _keep(tile(service, now))
+        elif time.monotonic() - born > ROOM_TTL_S:
+            stale.append(service)
         tiles.append(kept)
+    if stale:
+        _refresh_in_background(stale)
     return tiles
+
+
+def _keep(found: ServiceTile) -> ServiceTile:
+    with _cache_lock:
+        _cache[found.slug] = found
+        _cache_times[found.slug] = time.monotonic()
+    return found
+
+
+_refreshing = threading.Lock()
+
+
+def _refresh_in_background(services: list[Service]) -> None:
+    """Compute ``services``' tiles again in one daemon thread (none if one is at work)."""
+    if not _refreshing.acquire(blocking=False):
+        return
+
+    def work() -> None:
+        try:
+            for service in services:
+                _keep(tile(service))
+        except Exception:  # a tile that cannot be computed now stays as it was
+            log.exception("the room could not refresh its tiles")
+        finally:
+            connection.close()
+            _refreshing.release()
+
+    threading.Thread(target=work, name="room-refresh", daemon=True).start()
 
 
 def forget_cache() -> None:

@@ -294,6 +294,10 @@ def delivery_samples(records: Iterable[Record]) -> dict[str, list[Sample]]:
     asked = [d for d in deployments.values() if d.requested is not None and d.run is not None]
     for deployment in sorted(asked, key=lambda d: (d.requested, d.number)):
         requests.setdefault(deployment.run, []).append(deployment)
+    by_run: dict[Any, list[_Deployment]] = {}  # every deployment of a run, asked or not
+    for deployment in deployments.values():
+        if deployment.run is not None:
+            by_run.setdefault(deployment.run, []).append(deployment)
     found: dict[str, list[Sample]] = {name: [] for name in STAGES[3:]}
     commit_ends: dict[Any, datetime] = {}
     for number, run in runs.items():
@@ -309,7 +313,7 @@ def delivery_samples(records: Iterable[Record]) -> dict[str, list[Sample]]:
             continue
         started, ended = deployment.started, deployment.ended
         if deployment.tier == "staging" and deployment.outcome == "succeeded" and started and ended:
-            gap = _to_production(deployment, ended, requests, deployments)
+            gap = _to_production(deployment, ended, requests, by_run)
             busy = _busy(runs[deployment.run].jobs, *gap) if gap and deployment.run in runs else 0.0
             since = commit_ends.get(deployment.run, deployment.requested) or started
             found["acceptance"].append(
@@ -341,7 +345,7 @@ def _to_production(
     staging: _Deployment,
     ended: datetime,
     requests: Mapping[Any, list[_Deployment]],
-    deployments: Mapping[int, _Deployment],
+    by_run: Mapping[Any, list[_Deployment]],
 ) -> tuple[datetime, datetime] | None:
     """From a staging deployment's end to its run's next production request, unless the
     run deployed to staging again in between (then that later one owns the gap)."""
@@ -364,7 +368,7 @@ def _to_production(
         and d.ended is not None
         and (ended, staging.number) < (d.ended, d.number)
         and d.ended <= production
-        for d in deployments.values()
+        for d in by_run.get(staging.run, [])
     )
     return None if again else (ended, production)
 
