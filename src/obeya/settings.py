@@ -79,6 +79,13 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "server in the same process.",
     ),
     Setting(
+        "OBEYA_WEB_WORKERS",
+        "auto",
+        "Number of processes `obeya serve` answers HTTP with (`--workers` overrides it). "
+        "auto: 2, or 1 on a machine with one CPU. The first process also runs the runners, "
+        "deployers and schedulers; the others only answer HTTP, on the same port.",
+    ),
+    Setting(
         "OBEYA_LEASE_SECONDS",
         "30",
         "How long a runner holds a job without a heartbeat before the job counts as lost "
@@ -206,6 +213,24 @@ def _whole_number(name: str) -> int:
     return int(raw)
 
 
+def _web_workers() -> int:
+    """OBEYA_WEB_WORKERS as a count: ``auto`` is two processes, or one on a single CPU.
+
+    Two, not one per CPU: each process is a whole Django (tens of MB), SQLite takes one
+    writer at a time whatever the count, and the first process shares its CPU with the
+    runners and deployers. Past two CPUs, raise it when requests wait for a process.
+    """
+    raw = setting("OBEYA_WEB_WORKERS").strip()
+    if raw.lower() in {"", "auto"}:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return min(2, cpus or os.cpu_count() or 1)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ImproperlyConfigured(
+            f"OBEYA_WEB_WORKERS must be auto or a whole number of 1 or more, not {raw!r}"
+        )
+    return int(raw)
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -219,6 +244,7 @@ DATABASES = {"default": database_from_url(setting("OBEYA_DATABASE_URL"), DATA_DI
 OBEYA_RUNNERS = _whole_number("OBEYA_RUNNERS")
 OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
 OBEYA_DEPLOYERS = _whole_number("OBEYA_DEPLOYERS")
+OBEYA_WEB_WORKERS = _web_workers()
 OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
 OBEYA_SMTP_URL = setting("OBEYA_SMTP_URL")
 DEFAULT_FROM_EMAIL = setting("OBEYA_EMAIL_FROM")

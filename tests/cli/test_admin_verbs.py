@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 
 import pytest
@@ -145,3 +146,24 @@ def test_malformed_runner_count_names_the_setting(env):
     result = run_obeya("config", env=env)
     assert result.returncode == 2
     assert "OBEYA_RUNNERS must be a whole number" in result.stderr
+
+
+def test_a_web_worker_count_below_one_is_refused(env):
+    env["OBEYA_WEB_WORKERS"] = "0"
+    result = run_obeya("config", env=env)
+    assert result.returncode == 2
+    assert "OBEYA_WEB_WORKERS must be auto or a whole number of 1 or more, not '0'" in result.stderr
+    del env["OBEYA_WEB_WORKERS"]
+    result = run_obeya("serve", "--workers", "0", env=env)
+    assert result.returncode == 2
+    assert "--workers must be 1 or more, not 0" in result.stderr
+
+
+def test_serve_names_the_address_it_cannot_listen_on(env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_obeya("serve", "--port", str(port), "--no-runners", env=env)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr

@@ -50,14 +50,14 @@ class Served:
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[Served]:
-    """`obeya serve` with the embedded runners OBEYA_RUNNERS asks for, on a free port."""
+def serving(env: dict[str, str], *args: str) -> Iterator[Served]:
+    """`obeya serve ARGS` with the embedded runners OBEYA_RUNNERS asks for, on a free port."""
     port = free_port()
     log = Path(env["OBEYA_DATA_DIR"]) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [OBEYA, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [OBEYA, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -16,6 +16,14 @@ token_app = typer.Typer(help="Create or revoke API tokens on this server (admin 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Processes answering HTTP (default: OBEYA_WEB_WORKERS, auto: 2 or 1 per CPU).",
+            show_default=False,
+        ),
+    ] = None,
     no_runners: Annotated[
         bool, typer.Option("--no-runners", help="Start no embedded job runners.")
     ] = False,
@@ -23,10 +31,22 @@ def serve(
         str | None,
         typer.Option("--get", help="Answer one GET request in-process, print the body and exit."),
     ] = None,
+    http_only: Annotated[bool, typer.Option("--http-only", hidden=True)] = False,
+    fd: Annotated[int | None, typer.Option("--fd", hidden=True)] = None,
 ) -> None:
     """Serve Obeya (web UI and API) with uvicorn; migrates an embedded database first."""
     import os
 
+    if http_only:  # a web worker started by `obeya serve` itself, on its socket
+        if fd is None:
+            fail("--http-only needs --fd: the listening socket inherited from obeya serve")
+        setup_django()
+        from obeya.cli import web_workers
+
+        web_workers.serve_http_only(fd)
+        return
+    if workers is not None and workers < 1:
+        fail(f"--workers must be 1 or more, not {workers}")
     if no_runners:
         os.environ["OBEYA_RUNNERS"] = "0"
     setup_django()
@@ -35,6 +55,13 @@ def serve(
         raise typer.Exit(_get_once(get))
     from django.conf import settings
 
+    from obeya.cli import web_workers
+
+    processes = workers or settings.OBEYA_WEB_WORKERS
+    try:
+        sock = web_workers.listen(host, port)
+    except OSError as error:
+        fail(f"cannot listen on {host}:{port}: {error.strerror or error}")
     from obeya.deploy import deployer
     from obeya.pipelines import background
 
@@ -48,37 +75,15 @@ def serve(
     backups_stop, _ = continuity_scheduler.start()
     runners = settings.OBEYA_RUNNERS
     typer.echo(
-        f"Obeya serving on http://{host}:{port}/ with {runners} embedded runner(s)"
-        "  (Ctrl+C to stop)"
+        f"Obeya serving on http://{host}:{port}/ from {processes} process(es) with {runners} "
+        "embedded runner(s)  (Ctrl+C to stop)"
     )
     try:
-        _serve(host, port)
+        web_workers.serve(sock, processes)
     finally:
         for stop in (deployers_stop, monitors_stop, incidents_stop, notifier_stop, backups_stop):
             stop.set()
         extras.shutdown()
-
-
-def _serve(host: str, port: int) -> None:
-    import uvicorn
-
-    from obeya.pipelines import wakeup
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: object) -> None:
-            wakeup.close()  # runners' long-polls answer now, so shutdown need not wait
-            super().handle_exit(sig, frame)  # type: ignore[arg-type]
-
-    config = uvicorn.Config(
-        "obeya.asgi:application",
-        host=host,
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        proxy_headers=True,
-        timeout_graceful_shutdown=10,
-    )
-    Server(config).run()
 
 
 def _get_once(path: str) -> int:

@@ -1,0 +1,208 @@
+"""The processes of `obeya serve` that answer HTTP: the main one and its web workers.
+
+Django runs a sync view on one thread per ASGI process, so one process answers one request
+at a time, however many CPUs the machine has. The main process binds the listening socket,
+runs the background work (runners, deployers, schedulers) and answers HTTP; it also starts
+``count - 1`` web workers that answer HTTP on the same socket and do nothing else. The
+kernel hands each new connection to whichever process accepts it first.
+
+A web worker is a fresh interpreter (`python -m obeya serve --http-only --fd N`), not a
+fork, so no thread or lock of the main process is copied into it. Its standard input is a
+pipe from the main process: end of file there, when the main process stops or dies (even
+by SIGKILL), makes it finish its requests and exit, so no worker outlives its server. A
+worker that dies on its own is started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+import uvicorn
+
+from obeya.pipelines import wakeup
+
+log = logging.getLogger("obeya.serve")
+BACKLOG = 2048
+GRACEFUL_S = 10  # requests in flight at shutdown get this long to finish
+RESTART_DELAY_S = 0.5  # a worker that dies is started again after this ...
+RESTART_DELAY_MAX_S = 30.0  # ... doubled, up to this, while it keeps dying young
+YOUNG_S = 10.0  # a worker that died younger than this counts as dying young
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket every process of the server accepts connections on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY on the connections of a TCP
+    # socket only, and without it every answer on a kept-alive connection waited 40 ms
+    # for the client's delayed acknowledgement.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _config() -> uvicorn.Config:
+    return uvicorn.Config(
+        "obeya.asgi:application",
+        log_level="warning",
+        lifespan="off",
+        proxy_headers=True,
+        timeout_graceful_shutdown=GRACEFUL_S,
+    )
+
+
+class WebWorkers:
+    """The web worker processes beside the main one: started, watched, restarted, stopped."""
+
+    def __init__(self, sock: socket.socket, count: int) -> None:
+        self._fd = sock.fileno()
+        self._count = count
+        # Only the workers get the read end; the write end stays here, and nothing else
+        # inherits it (os.pipe is close-on-exec), so its end of file means "stop".
+        self._stop_read, self._stop_write = os.pipe()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._watcher = threading.Thread(target=self._watch, name="web-workers", daemon=True)
+
+    def start(self) -> None:
+        with self._lock:
+            self._processes = [self._spawn() for _ in range(self._count)]
+        if self._count:
+            self._watcher.start()
+
+    def stop(self) -> None:
+        """Tell every worker to finish its requests and exit (safe in a signal handler)."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            os.close(self._stop_write)
+
+    def wait(self, timeout_s: float) -> None:
+        """Wait for the workers to exit after `stop`; kill those still there at the end."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("web worker %s did not stop in time: killed", process.pid)
+                process.kill()
+                process.wait()
+        os.close(self._stop_read)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "obeya", "serve", "--http-only", "--fd", str(self._fd)],
+            stdin=self._stop_read,
+            pass_fds=(self._fd,),
+        )
+
+    def _watch(self) -> None:
+        delays = [RESTART_DELAY_S] * self._count
+        born = [time.monotonic()] * self._count
+        while not self._stopping.wait(0.2):
+            for slot in range(self._count):
+                code = self._processes[slot].poll()
+                if code is None:
+                    continue
+                young = time.monotonic() - born[slot] < YOUNG_S
+                delay = delays[slot] if young else RESTART_DELAY_S
+                delays[slot] = min(delay * 2, RESTART_DELAY_MAX_S)
+                log.warning(
+                    "web worker %s exited with %s; starting another in %.1f s",
+                    self._processes[slot].pid,
+                    _exit_status(code),
+                    delay,
+                )
+                # A worker stopped by a signal to the whole group (systemd's SIGTERM) ends
+                # together with this process: the wait lets `stop` come first.
+                if self._stopping.wait(delay):
+                    return
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._processes[slot] = self._spawn()
+                born[slot] = time.monotonic()
+
+
+def _exit_status(code: int) -> str:
+    if code >= 0:
+        return f"code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
+
+
+class _MainServer(uvicorn.Server):
+    """The main process's server: its shutdown stops the web workers too, and waits for them."""
+
+    def __init__(self, config: uvicorn.Config, workers: WebWorkers) -> None:
+        super().__init__(config)
+        self._workers = workers
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        wakeup.close()  # runners' long-polls answer now, so shutdown need not wait
+        self._workers.stop()
+        super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Here, not after run(): uvicorn ends the process by raising the signal it caught
+        # once run() is over, and a worker must not be left behind.
+        self._workers.stop()
+        await asyncio.to_thread(self._workers.wait, GRACEFUL_S + 5)
+
+
+def serve(sock: socket.socket, count: int) -> None:
+    """Answer HTTP on ``sock`` here and in ``count - 1`` web workers, until a signal."""
+    workers = WebWorkers(sock, count - 1)
+    workers.start()
+    _MainServer(_config(), workers).run(sockets=[sock])
+
+
+class _WorkerServer(uvicorn.Server):
+    """A web worker's server: it stops when the main process says so or goes away."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGINT:
+            return  # Ctrl+C reaches every process of the terminal: the main one decides
+        wakeup.close()
+        super().handle_exit(sig, frame)
+
+    def stop_gracefully(self) -> None:
+        wakeup.close()
+        self.should_exit = True
+
+
+def _until_end_of_file(server: _WorkerServer) -> None:
+    try:
+        while os.read(0, 512):
+            pass
+    except OSError:
+        pass
+    server.stop_gracefully()
+
+
+def serve_http_only(fd: int) -> None:
+    """A web worker: answer HTTP on the inherited socket ``fd`` until standard input ends."""
+    server = _WorkerServer(_config())
+    threading.Thread(
+        target=_until_end_of_file, args=(server,), name="main-process-watch", daemon=True
+    ).start()
+    server.run(sockets=[socket.socket(fileno=fd)])
