@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -141,3 +144,24 @@ def test_a_card_put_elsewhere_in_its_column_is_a_recorded_change(pay, alice, api
     assert event.data["position"] == 5 and event.data["column"] == "Backlog"
     cards = reader.get("/services/pay/board").body["columns"][0]["cards"]
     assert [c["key"] for c in cards][:2] == ["S-2", "S-3"]
+
+
+def test_readers_asking_at_once_wait_for_one_build_of_a_version():
+    built: list[int] = []
+
+    def build(version: int) -> str:
+        built.append(version)
+        time.sleep(0.05)  # the others ask while this one builds
+        return f"board at {version}"
+
+    key = f"test-kept-{uuid.uuid4()}"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda _: reading.kept_for_version(key, 7, lambda: build(7)), range(8))
+        )
+    assert answers == ["board at 7"] * 8
+    assert built == [7]
+    assert reading.kept_for_version(key, 8, lambda: build(8)) == "board at 8"
+    assert reading.kept_for_version(key, 0, lambda: build(0)) == "board at 0"
+    assert reading.kept_for_version(key, 0, lambda: build(0)) == "board at 0"
+    assert built == [7, 8, 0, 0]  # a new version is built again; version 0 every time

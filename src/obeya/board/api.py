@@ -7,7 +7,6 @@ import re
 from datetime import datetime
 from typing import Any
 
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from django.utils.text import compress_string
@@ -160,15 +159,12 @@ def board_json(slug: str) -> tuple[bytes, bytes]:
     JSON of 2,000 cards from 540 KB to 40 KB, compressed once a version.
     """
     version = reading.board_version(slug)
-    key = f"obeya:{obeya.__version__}:board-json:{slug}"
-    cached = cache.get(key) if version else None
-    if cached is not None and cached[0] == version:
-        return cached[1], cached[2]
-    plain = json.dumps(board_body(slug), cls=NinjaJSONEncoder).encode()
-    packed = compress_string(plain)
-    if version:
-        cache.set(key, (version, plain, packed))
-    return plain, packed
+
+    def build() -> tuple[bytes, bytes]:
+        plain = json.dumps(board_body(slug), cls=NinjaJSONEncoder).encode()
+        return plain, compress_string(plain)
+
+    return reading.kept_for_version(f"obeya:{obeya.__version__}:board-json:{slug}", version, build)
 
 
 @router.get("/services/{slug}/board", response=BoardOut, summary="The service's board")

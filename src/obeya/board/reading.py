@@ -8,11 +8,14 @@ board's version serves it again until the board changes.
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.cache import cache
 from django.db.models import Count
 
 from obeya.backlog.models import Story
@@ -34,6 +37,35 @@ def board_version(slug: str) -> int:
     if version is None:
         catalog.get_service(slug)  # NotFound for no such service
     return version or 0
+
+
+T = TypeVar("T")
+_building: dict[str, threading.Lock] = {}
+_building_guard = threading.Lock()
+
+
+def kept_for_version(key: str, version: int, build: Callable[[], T]) -> T:
+    """What ``build`` makes of a board at ``version`` (read before building), kept in the
+    cache under ``key`` until the board changes; version 0 is built every time.
+
+    One request of a process builds it, and the others that ask meanwhile wait for that
+    one rather than each building it too: 20 readers of a 2,000-card board otherwise all
+    rebuilt it (~30 ms each) after every change. The wait is only for the same version.
+    """
+    if not version:
+        return build()
+    cached = cache.get(key)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    with _building_guard:
+        lock = _building.setdefault(key, threading.Lock())
+    with lock:
+        cached = cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        built = build()
+        cache.set(key, (version, built))
+        return built
 
 
 def _place_new_stories(service: Service) -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -63,11 +62,19 @@ def _columns_html(
     rendered only makes the next request render it again). A refusal is never kept.
     """
     version = reading.board_version(slug)
+
+    def build() -> tuple[str, str]:
+        return _render_columns(slug, can_move=can_move, show_all=show_all, refused=refused)
+
+    if refused is not None:
+        return build()
     key = f"obeya:{obeya.__version__}:board-page:{slug}:{int(can_move)}:{int(show_all)}"
-    keep = bool(version) and refused is None
-    cached = cache.get(key) if keep else None
-    if cached is not None and cached[0] == version:
-        return str(cached[1]), str(cached[2])
+    return reading.kept_for_version(key, version, build)
+
+
+def _render_columns(
+    slug: str, *, can_move: bool, show_all: bool, refused: dict[str, Any] | None
+) -> tuple[str, str]:
     data = reading.board_page(slug, shown=None if show_all else reading.CARDS_SHOWN)
     shown = [card.story for column in data["columns"] for card in column["cards"]]
     verdicts = backlog.acceptances(data["service"], among=shown)
@@ -95,8 +102,6 @@ def _columns_html(
             "csrf_token": slot,
         },
     )
-    if keep:
-        cache.set(key, (version, html, slot))
     return html, slot
 
 
