@@ -1,10 +1,10 @@
 """The processes of `obeya serve` that answer HTTP: the main one and its web workers.
 
-Django runs a sync view on one thread per ASGI process, so one process answers one request
-at a time, however many CPUs the machine has. The main process binds the listening socket,
-runs the background work (runners, deployers, schedulers) and answers HTTP; it also starts
-``count - 1`` web workers that answer HTTP on the same socket and do nothing else. The
-kernel hands each new connection to whichever process accepts it first.
+A Python process runs its requests on one CPU at a time (the interpreter lock), however
+many CPUs the machine has. The main process binds the listening socket, runs the
+background work (runners, deployers, schedulers) and answers HTTP; it also starts
+``count - 1`` web workers that answer HTTP on the same socket and do nothing else. Each new
+connection goes to whichever process accepts it first (see FairListener).
 
 A web worker is a fresh interpreter (`python -m obeya serve --http-only --fd N`), not a
 fork, so no thread or lock of the main process is copied into it. Its standard input is a
