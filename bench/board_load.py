@@ -1,10 +1,11 @@
 """The busy board under load: 20 clients at once on the board page and the board JSON.
 
 The board of bench/board_seed.py (2,000 cards, 200,000 moves over a year) is served by a
-real `obeya serve` process (one ASGI process, as `make run` starts it) on the benchmark's
-database. Each of 20 threads is one client with its own connection, signed in with its own
-browser session (page) or API token (JSON); each sends its next request as soon as its
-last one is answered. Target: p99 100 ms or less for each endpoint.
+real `obeya serve` on the benchmark's database: with the web workers it starts by default
+(OBEYA_WEB_WORKERS=auto, as `make run` starts it), then, for comparison, as one process.
+Each of 20 threads is one client with its own connection, signed in with its own browser
+session (page) or API token (JSON); each sends its next request as soon as its last one is
+answered. Target: p99 100 ms or less for each endpoint.
 
 Three runs: the page alone, the JSON alone, and both together while a person moves a card
 every second, so that the board changes under the readers and what was cached for it has
@@ -172,9 +173,26 @@ def _figures(clients: list[Client], wall_s: float) -> dict[str, object]:
 
 
 def cpu_s(pid: int) -> float:
-    """CPU time (user + system) that process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time (user + system) that the server ``pid`` and its web workers have used so far."""
+    total = 0
+    for one in (pid, *web_workers(pid)):
+        fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def web_workers(pid: int) -> list[int]:
+    """The web worker processes of the `obeya serve` process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+                if parent == pid and b"--http-only" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue  # it ended while being read
+    return found
 
 
 def _run(
@@ -230,38 +248,62 @@ def run() -> dict[str, object]:
     env = child_env(Path(settings.DATA_DIR), **passed)
     figures: dict[str, object] = {
         "database": vendor,
-        "server": "obeya serve --no-runners (one uvicorn process)",
         "cards": board_seed.STORIES,
         "story_events": board_seed.STORIES + board_seed.MOVES,
         "clients": CLIENTS,
         "requests_per_client": REQUESTS_EACH,
         "load_average_1m_before": round(os.getloadavg()[0], 1),
     }
-    log = Path(settings.DATA_DIR) / "serve-board-load.log"
-    with serve(env, log, "--no-runners") as (url, process):
-
-        def pages(who: list[tuple[str, str]]) -> list[Client]:
-            return [Client(n, _signed_in(url, n, board_seed.PASSWORD), PAGE) for n, _ in who]
-
-        def documents(who: list[tuple[str, str]]) -> list[Client]:
-            return [Client(name, _with_token(url, token), JSON) for name, token in who]
-
-        half = CLIENTS // 2
-        alone = [Client("alone", _signed_in(url, readers[0][0], board_seed.PASSWORD), PAGE)]
-        alone.append(Client("alone", _with_token(url, readers[0][1]), JSON))
-        figures["1 client alone (for comparison)"] = {
-            f"GET {client.path}": _one_by_one(client) for client in alone
-        }
-        pid = process.pid
-        figures["20 clients: board page"] = _run(pid, lambda: pages(readers))
-        figures["20 clients: board JSON"] = _run(pid, lambda: documents(readers))
-        figures["20 clients (10 page, 10 JSON) while a card moves every second"] = _run(
-            pid,
-            lambda: pages(readers[:half]) + documents(readers[half:]),
-            mover=(url, write_token),
-        )
+    default = settings.OBEYA_WEB_WORKERS
+    for workers in dict.fromkeys((default, 1)):
+        server = f"obeya serve --no-runners --workers {workers}"
+        if workers == default:
+            server += " (the default: OBEYA_WEB_WORKERS=auto)"
+        log = Path(settings.DATA_DIR) / f"serve-board-load-{workers}.log"
+        with serve(env, log, "--no-runners", "--workers", str(workers)) as (url, process):
+            figures[server] = _served(url, process.pid, workers, readers, write_token)
     figures["load_average_1m_after"] = round(os.getloadavg()[0], 1)
     return figures
+
+
+def _served(
+    url: str, pid: int, workers: int, readers: list[tuple[str, str]], write_token: str
+) -> dict[str, object]:
+    """Every run against one server, once its ``workers`` processes all answer."""
+    _wait_for_web_workers(pid, workers - 1)
+
+    def pages(who: list[tuple[str, str]]) -> list[Client]:
+        return [Client(n, _signed_in(url, n, board_seed.PASSWORD), PAGE) for n, _ in who]
+
+    def documents(who: list[tuple[str, str]]) -> list[Client]:
+        return [Client(name, _with_token(url, token), JSON) for name, token in who]
+
+    half = CLIENTS // 2
+    alone = [Client("alone", _signed_in(url, readers[0][0], board_seed.PASSWORD), PAGE)]
+    alone.append(Client("alone", _with_token(url, readers[0][1]), JSON))
+    figures: dict[str, object] = {
+        "1 client alone (for comparison)": {
+            f"GET {client.path}": _one_by_one(client) for client in alone
+        }
+    }
+    figures["20 clients: board page"] = _run(pid, lambda: pages(readers))
+    figures["20 clients: board JSON"] = _run(pid, lambda: documents(readers))
+    figures["20 clients (10 page, 10 JSON) while a card moves every second"] = _run(
+        pid,
+        lambda: pages(readers[:half]) + documents(readers[half:]),
+        mover=(url, write_token),
+    )
+    return figures
+
+
+def _wait_for_web_workers(pid: int, count: int, timeout_s: float = 60) -> None:
+    """Until ``count`` web workers of ``pid`` run, and a little more for them to listen."""
+    deadline = time.monotonic() + timeout_s
+    while len(web_workers(pid)) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"obeya serve started {len(web_workers(pid))} of {count} workers")
+        time.sleep(0.1)
+    time.sleep(3.0 if count else 0.0)  # a worker takes about a second to load Django
 
 
 def _one_by_one(client: Client) -> dict[str, object]:
