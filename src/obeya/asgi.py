@@ -62,6 +62,16 @@ class RequestHandler(ASGIHandler):
             response.block_size = self.chunk_size
         return response
 
+    def close(self) -> None:
+        """Close the kept threads' database connections and let the threads go."""
+        while True:
+            try:
+                thread = self._idle.get_nowait()
+            except Empty:
+                return
+            thread.submit(connections.close_all).result()
+            thread.shutdown(wait=True)
+
     def _borrow(self) -> RequestThread:
         try:
             return self._idle.get_nowait()

@@ -155,3 +155,6 @@ def test_an_old_tile_is_shown_while_a_background_thread_computes_it_again(
     while metrics.room()[0] is first and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metrics.room()[0] is not first, "the background refresh never replaced the tile"
+    monkeypatch.setattr(metrics, "ROOM_TTL_S", 60.0)
+    assert metrics._refreshing.acquire(timeout=10)  # the last refresh is over (its
+    metrics._refreshing.release()  # connection closed) before the database is flushed

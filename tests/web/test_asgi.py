@@ -72,10 +72,17 @@ def threads_seen() -> Iterator[dict[str, list[int]]]:
         signal.disconnect(receiver)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_requests_one_after_another_share_a_thread_and_its_connection(threads_seen):
-    handler = RequestHandler()
+@pytest.fixture
+def handler() -> Iterator[RequestHandler]:
+    """A handler whose kept threads close their connections afterwards (an open one would
+    keep PostgreSQL from dropping the test database)."""
+    made = RequestHandler()
+    yield made
+    made.close()
 
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_one_after_another_share_a_thread_and_its_connection(threads_seen, handler):
     async def five() -> list[int]:
         return [await _get(handler, "/api/health") for _ in range(5)]
 
@@ -87,8 +94,7 @@ def test_requests_one_after_another_share_a_thread_and_its_connection(threads_se
 
 
 @pytest.mark.django_db(transaction=True)
-def test_requests_at_once_each_have_a_thread(threads_seen):
-    handler = RequestHandler()
+def test_requests_at_once_each_have_a_thread(threads_seen, handler):
 
     async def together() -> list[int]:
         return list(await asyncio.gather(*(_get(handler, "/api/health") for _ in range(4))))
@@ -97,8 +103,7 @@ def test_requests_at_once_each_have_a_thread(threads_seen):
     assert len(set(threads_seen["started"])) >= 2
 
 
-def test_a_thread_is_kept_for_the_next_request_only_once_idle():
-    handler = RequestHandler()
+def test_a_thread_is_kept_for_the_next_request_only_once_idle(handler):
     thread = handler._borrow()
     release = threading.Event()
     thread.submit(release.wait, 5)  # a view still running after its client went away
@@ -108,8 +113,7 @@ def test_a_thread_is_kept_for_the_next_request_only_once_idle():
     assert handler._idle.get(timeout=5) is thread
 
 
-def test_threads_beyond_those_kept_are_let_go():
-    handler = RequestHandler()
+def test_threads_beyond_those_kept_are_let_go(handler):
     borrowed = [handler._borrow() for _ in range(KEPT_THREADS + 2)]
     for thread in borrowed[:KEPT_THREADS]:
         handler._give_back(thread)
