@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OBEYA_DATA_DIR ?= $(CURDIR)/.obeya-data
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
 .PHONY: run test test-sqlite test-postgres lint bench install install-dev clean
 
