@@ -251,7 +251,8 @@ def _done_defined(board: Board) -> Check:
         title,
         "fail",
         float(len(missing)),
-        f"{len(missing)} of {len(columns)} columns have no checklist or gate: {names}.",
+        f"{len(missing)} of {len(columns)} columns {'has' if len(missing) == 1 else 'have'}"
+        f" no checklist or gate: {names}.",
         tuple({"what": "column", "id": name} for name in missing),
         detail,
     )
@@ -274,8 +275,8 @@ def _rhythm(ordered: Sequence[Record], window: tuple[datetime, datetime]) -> Che
             title,
             "no data",
             None,
-            f"{len(done)} successful production deployments in this window: "
-            "a rhythm needs at least 3.",
+            f"{len(done)} successful production deployment{'' if len(done) == 1 else 's'}"
+            " in this window: a rhythm needs at least 3.",
             detail={"deployments": len(done)},
         )
     gaps = [(b.ended - a.ended).total_seconds() for a, b in pairwise(done)]
