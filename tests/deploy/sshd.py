@@ -93,6 +93,9 @@ class TestHost:
     log: Path
     process: subprocess.Popen[bytes]
     namespace: str = ""
+    # Held open while the host lives: a namespace nobody holds is freed and its number may
+    # be given to another test's new sshd, which _stop would then kill as if it were ours.
+    namespace_fd: int = -1
 
     @property
     def name(self) -> str:
@@ -178,12 +181,17 @@ def _stop(host: TestHost) -> None:
         host.process.wait(timeout=10)
     if not host.namespace:
         return
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):  # gone already, or not ours to read
-            if os.readlink(entry / "ns" / "mnt") == host.namespace:
-                os.kill(int(entry.name), signal.SIGKILL)
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):  # gone already, or not ours to read
+                if os.readlink(entry / "ns" / "mnt") == host.namespace:
+                    os.kill(int(entry.name), signal.SIGKILL)
+    finally:
+        if host.namespace_fd >= 0:
+            os.close(host.namespace_fd)
+            host.namespace_fd = -1
 
 
 @contextlib.contextmanager
@@ -203,9 +211,12 @@ def running_fleet(base: Path, count: int) -> Iterator[Fleet]:
             host = _start(fleet, base, number, authorized_keys)
             fleet.hosts.append(host)
             _wait_listening(host)
+            held = os.open(f"/proc/{host.process.pid}/ns/mnt", os.O_RDONLY)
             namespace = os.readlink(f"/proc/{host.process.pid}/ns/mnt")
             if namespace != os.readlink("/proc/self/ns/mnt"):  # never our own: see _stop
-                host.namespace = namespace
+                host.namespace, host.namespace_fd = namespace, held
+            else:
+                os.close(held)
         fleet.known_hosts.write_text("".join(h.known_hosts_line + "\n" for h in fleet.hosts))
         yield fleet
     finally:
