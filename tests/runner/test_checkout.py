@@ -250,3 +250,107 @@ def test_only_a_full_sha_is_accepted(checkouts: Checkouts, source: Source, sha: 
 def test_an_odd_service_name_stays_inside_the_slot(checkouts: Checkouts, source: Source):
     workspace = checkouts.prepare("../../escape", source.head, source.download)
     assert workspace.parent == checkouts.root
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.lstat(path)
+    return info.st_ino, info.st_ctime_ns
+
+
+def test_a_job_that_changes_nothing_leaves_the_tree_untouched(checkouts: Checkouts, source: Source):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    checkouts.release(workspace)  # the first release may still find the checkout racy
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    before = {p: _identity(workspace / p) for p in (".git/index", ".git/config", "app.txt")}
+
+    (workspace / "app.txt").read_text()  # reading is not changing
+    checkouts.release(workspace)
+    again = checkouts.prepare("svc", source.head, source.download)
+
+    # No git command ran: git rewrites the index on every checkout, we the config.
+    assert {p: _identity(again / p) for p in before} == before
+    assert pristine(again)
+
+
+def _same_size_same_mtime(workspace: Path) -> None:
+    target = workspace / "app.txt"
+    info = os.stat(target)
+    target.write_text("TWO\n")
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _chmod_and_back(workspace: Path) -> None:
+    (workspace / "app.txt").chmod(0o600)
+    (workspace / "app.txt").chmod(0o644)
+    (workspace / "app.txt").write_text("two\n")  # same content, rewritten
+
+
+def _recreated_with_a_new_text(workspace: Path) -> None:
+    info = os.stat(workspace / "app.txt")
+    (workspace / "app.txt").unlink()
+    (workspace / "app.txt").write_text("owt\n")
+    os.utime(workspace / "app.txt", ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _symlink_in_place(workspace: Path) -> None:
+    (workspace / "app.txt").unlink()
+    (workspace / "app.txt").symlink_to(".gitignore")
+
+
+def _empty_directory(workspace: Path) -> None:
+    (workspace / "left-behind").mkdir()
+
+
+def _git_settings(workspace: Path) -> None:
+    with (workspace / ".git" / "config").open("a") as config:
+        config.write("[core]\n\tautocrlf = true\n")
+
+
+def _hook(workspace: Path) -> None:
+    (workspace / ".git" / "hooks").mkdir(exist_ok=True)
+    (workspace / ".git" / "hooks" / "post-checkout").write_text("#!/bin/sh\ntouch pwned\n")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _same_size_same_mtime,
+        _chmod_and_back,
+        _recreated_with_a_new_text,
+        _symlink_in_place,
+        _empty_directory,
+        _git_settings,
+        _hook,
+    ],
+)
+def test_a_change_that_hides_its_times_is_still_put_back(
+    checkouts: Checkouts, source: Source, change
+):
+    workspace = checkouts.prepare("svc", source.head, source.download)
+    checkouts.release(workspace)
+    workspace = checkouts.prepare("svc", source.head, source.download)  # pictured, settled
+
+    change(workspace)
+    checkouts.release(workspace)
+    again = checkouts.prepare("svc", source.head, source.download)
+
+    assert (again / "app.txt").read_text() == "two\n"
+    assert not (again / "app.txt").is_symlink()
+    assert sorted(p.name for p in again.iterdir()) == [".git", ".gitignore", "app.txt"]
+    assert not (again / ".git" / "hooks").exists()
+    assert "autocrlf" not in (again / ".git" / "config").read_text()
+    assert pristine(again)
+
+
+def test_a_change_right_after_the_picture_is_compared_by_content(tmp_path: Path):
+    """Written within the timestamps' granularity, a change can leave every stat field
+    as it was: such racy entries are compared by their bytes."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("abc")
+    picture = checkout._Picture.take(tree)
+    assert picture is not None and "file" in picture.racy
+    assert picture.still(tree)
+
+    (tree / "file").write_text("xyz")
+    assert not picture.still(tree)

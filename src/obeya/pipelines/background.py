@@ -198,10 +198,24 @@ class _ResponseBody(httpx.SyncByteStream):
 
     def close(self) -> None:
         self._body.close()  # Django's request_finished
-        # A runner calls from threads that end with each job (the log shipper, the
-        # heartbeat): a connection kept for the next request (CONN_MAX_AGE, PostgreSQL)
-        # would outlive its thread, unclosed. SQLite's are closed per request anyway.
-        connections.close_all()
+        # The log shipper and the heartbeat call from helper threads that nothing closes
+        # connections on: theirs are closed after each call. A runner worker thread keeps
+        # its connection between calls (opening one costs more than recording a short
+        # job's result) and closes it when it ends.
+        if not getattr(_keeps_connections, "on", False):
+            connections.close_all()
+
+
+_keeps_connections = threading.local()
+
+
+def _keep_connections() -> None:
+    _keeps_connections.on = True
+
+
+def _close_connections() -> None:
+    _keeps_connections.on = False
+    connections.close_all()
 
 
 def _embedded_client(host: str, port: int, token: str) -> ServerClient:
@@ -231,6 +245,8 @@ def start(host: str, port: int, runner_count: int) -> Background:
             Path(settings.DATA_DIR) / "workspaces",
             concurrency=runner_count,
             labels=EMBEDDED_LABELS,
+            on_thread_start=_keep_connections,
+            on_thread_end=_close_connections,
         )
         background.threads += background.runners.start()
         # The embedded runners give their jobs back while the server can still record it

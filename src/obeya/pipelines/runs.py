@@ -185,19 +185,31 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
 def advance(actor: Actor, run: Run) -> None:
     """Queue, hold or skip every job whose needs are settled; finish the run when done.
 
-    Call inside the transaction that changed a job of ``run``.
+    Call inside the transaction that changed a job of ``run``. Only the jobs that can
+    move now are read whole; the rest of the graph is read as names, kinds, statuses and
+    needs (a run's jobs are locked all the same).
     """
-    jobs = list(Job.objects.select_for_update().filter(run=run).order_by("position"))
-    by_name = {job.name: job for job in jobs}
+    graph = list(
+        Job.objects.select_for_update()
+        .filter(run=run)
+        .order_by("position")
+        .values_list("pk", "name", "kind", "status", "needs")
+    )
+    status = {name: state for _, name, _, state, _ in graph}
     now = actor.now()
     changed = True
     while changed:  # a skip can settle the needs of later jobs
         changed = False
-        for job in jobs:
-            if job.status != JobStatus.CREATED:
-                continue
+        ready = [
+            pk
+            for pk, name, _, _, needs in graph
+            if status[name] == JobStatus.CREATED
+            and all(status[need] in logic.FINAL for need in needs)
+        ]
+        for job in Job.objects.filter(pk__in=ready).order_by("position"):
+            job.run = run  # already read, with its service
             decision = logic.decide(
-                job.spec.get("when", "on_success"), [by_name[name].status for name in job.needs]
+                job.spec.get("when", "on_success"), [status[name] for name in job.needs]
             )
             if decision == logic.Decision.WAIT:
                 continue
@@ -209,20 +221,22 @@ def advance(actor: Actor, run: Run) -> None:
                     logic.Decision.SKIP: JobStatus.SKIPPED,
                 }[decision]
             job.save(update_fields=["status", "queued_at", "failure_reason", "finished_at"])
+            status[job.name] = job.status
             changed = True
-    if any(job.kind == JobKind.DEPLOY and job.status not in logic.FINAL for job in jobs) and all(
-        job.status == JobStatus.SUCCEEDED for job in jobs if job.kind == JobKind.SCRIPT
+    kinds = [(kind, status[name]) for _, name, kind, _, _ in graph]
+    if any(kind == JobKind.DEPLOY and state not in logic.FINAL for kind, state in kinds) and all(
+        state == JobStatus.SUCCEEDED for kind, state in kinds if kind == JobKind.SCRIPT
     ):
         andon.on_integration_green(actor, run, pipeline_of(run.service).default_branch)
-    status = logic.run_status(job.status for job in jobs)
-    if status == run.status:
+    new_status = logic.run_status(status.values())
+    if new_status == run.status:
         return
-    if status in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}:
-        _finish(actor, run, status, pipeline_of(run.service).default_branch)
+    if new_status in {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED}:
+        _finish(actor, run, new_status, pipeline_of(run.service).default_branch)
     else:
-        if status == RunStatus.RUNNING and run.started_at is None:
+        if new_status == RunStatus.RUNNING and run.started_at is None:
             run.started_at = now
-        run.status = status
+        run.status = new_status
         run.save(update_fields=["status", "started_at"])
 
 

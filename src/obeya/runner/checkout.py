@@ -6,8 +6,14 @@ gets one git repository whose working tree is the job's workspace:
 
 - before a job, the commit is fetched from the run's bundle, unless this repository
   already has it, then checked out with `git checkout --force`;
-- after the job, in the background while the runner reports the result, `git clean
-  -ffdx` and `git checkout --force` put the tree back to the pristine commit.
+- after the job, the tree is compared with a picture of it taken before the job (every
+  entry's stat, .git included). A job that changed nothing leaves it as it was: the
+  tree is pristine and no git command runs. Otherwise, in the background while the
+  runner reports the result, `git clean -ffdx` and `git checkout --force` put it back.
+
+The picture is trusted the way git trusts its index: a change always moves an entry's
+ctime, which no job can set back, but timestamps have a granularity, so an entry
+written shortly before the picture was taken ("racy") is also compared by content.
 
 So a job starts on exactly its commit with nothing left by the job before it: no
 untracked or ignored files, no changed tracked files. A repository that git cannot put
@@ -21,22 +27,30 @@ and can reach anything that user owns; run untrusted code on runners of its own.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
-import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from obeya.runner import threads
 from obeya.runner.workspace import WorkspaceError, cleanup_workspace
 
 GIT_TIMEOUT_S = 600.0
 MAX_SLOTS = 1024
 MAX_REPOSITORIES = 8  # per slot; the least recently used beyond this are removed
 MAX_FETCHES = 100  # bundles fetched into one repository before it is cloned afresh
+# Past this many entries a tree is not pictured: git puts it back after every job.
+MAX_PICTURED = 200_000
+# An entry whose ctime is this close to the picture (or later) is compared by content:
+# far more than any filesystem's timestamp granularity.
+RACY_NS = 50_000_000
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -73,6 +87,7 @@ class _Repository:
     clean: bool = False  # the tree is the pristine checkout of `head`
     fetches: int = 0
     inherited: bool = False  # found on disk, left by an earlier runner process
+    picture: _Picture | None = None  # the pristine tree, as the job got it
 
 
 class Checkouts:
@@ -84,7 +99,7 @@ class Checkouts:
         self._home = self.root / ".git-home"  # empty: git finds no config in HOME
         self._home.mkdir(exist_ok=True)
         self._known: dict[Path, _Repository] = {}
-        self._reset: threading.Thread | None = None
+        self._reset: threads.Task | None = None
 
     def prepare(self, service: str, sha: str, download: DownloadBundle) -> Path:
         """The workspace for ``service`` at exactly ``sha``, clean; ``download`` fetches
@@ -103,15 +118,15 @@ class Checkouts:
             return self._checkout(repository, sha, download)
 
     def release(self, workspace: Path) -> None:
-        """The job in ``workspace`` is over: put the tree back, in the background."""
+        """The job in ``workspace`` is over: put the tree back, in the background, unless
+        the job left it exactly as it was."""
         state = self._known.get(workspace)
         if state is None:
             return
-        state.clean = False
-        self._reset = threading.Thread(
-            target=self._put_back, args=(workspace, state), name="checkout-reset", daemon=True
-        )
-        self._reset.start()
+        if state.picture is not None and state.picture.still(workspace):
+            return  # still clean
+        state.clean, state.picture = False, None
+        self._reset = threads.spawn(lambda: self._put_back(workspace, state), "checkout-reset")
 
     def wait(self) -> None:
         """Until the last `release` is done."""
@@ -141,8 +156,13 @@ class Checkouts:
             if not (state.inherited and self._has_commit(repository, sha)):
                 self._fetch(repository, state, download)
             state.shas.add(sha)
-        if state.clean and state.head == sha:
-            return repository
+        if not (state.clean and state.head == sha):
+            self._checkout_commit(repository, state, sha)
+        if state.picture is None:
+            state.picture = _Picture.take(repository)
+        return repository
+
+    def _checkout_commit(self, repository: Path, state: _Repository, sha: str) -> None:
         self._git(
             f"Checking out {sha}",
             "-C",
@@ -156,8 +176,7 @@ class Checkouts:
         )
         if not state.clean:  # a checkout from a clean tree is clean; otherwise sweep it
             self._sweep(repository)
-        state.head, state.clean = sha, True
-        return repository
+        state.head, state.clean, state.picture = sha, True, None
 
     def _has_commit(self, repository: Path, sha: str) -> bool:
         try:
@@ -299,3 +318,93 @@ def _settle_config(repository: Path) -> None:
         (git_dir / "config").write_text(_CONFIG)
     except OSError as error:
         raise WorkspaceError(f"Could not reset the settings of {repository}: {error}") from error
+
+
+_Stat = tuple[int, int, int, int, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class _Picture:
+    """Every entry of a tree with the stat fields any change moves, and the content of
+    the racy ones (written too shortly before the picture for their times to tell)."""
+
+    root: tuple[int, int, int]  # the top directory's mode and owner (its times move)
+    entries: dict[str, _Stat]
+    racy: dict[str, bytes]
+
+    @classmethod
+    def take(cls, top: Path) -> _Picture | None:
+        """A picture of ``top``; None when it is too big or cannot be read whole."""
+        taken = time.time_ns()
+        try:
+            entries = _entries(top)
+            info = os.lstat(top)
+            if entries is None:
+                return None
+            racy = {
+                path: _content(top / path, entry[0])
+                for path, entry in entries.items()
+                if entry[8] >= taken - RACY_NS
+            }
+        except OSError:
+            return None
+        return cls((info.st_mode, info.st_uid, info.st_gid), entries, racy)
+
+    def still(self, top: Path) -> bool:
+        """Whether ``top`` is exactly as pictured."""
+        try:
+            info = os.lstat(top)
+            if (info.st_mode, info.st_uid, info.st_gid) != self.root:
+                return False
+            if _entries(top) != self.entries:
+                return False
+            return all(
+                _content(top / path, self.entries[path][0]) == digest
+                for path, digest in self.racy.items()
+            )
+        except OSError:
+            return False
+
+
+def _entries(top: Path) -> dict[str, _Stat] | None:
+    """Each entry under ``top`` (symlinks not followed) by relative path, with its type
+    and permissions, inode, device, links, owner, size, mtime and ctime."""
+    entries: dict[str, _Stat] = {}
+    folders = [""]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(top / folder if folder else top) as listing:
+            for item in listing:
+                path = f"{folder}/{item.name}" if folder else item.name
+                info = item.stat(follow_symlinks=False)
+                entries[path] = (
+                    info.st_mode,
+                    info.st_ino,
+                    info.st_dev,
+                    info.st_nlink,
+                    info.st_uid,
+                    info.st_gid,
+                    info.st_size,
+                    info.st_mtime_ns,
+                    info.st_ctime_ns,
+                )
+                if stat.S_ISDIR(info.st_mode):
+                    folders.append(path)
+        if len(entries) > MAX_PICTURED:
+            return None
+    return entries
+
+
+def _content(path: Path, mode: int) -> bytes:
+    """A digest of a file's bytes, a symlink's target; directories and others: nothing
+    (a directory's names are entries of their own)."""
+    if stat.S_ISLNK(mode):
+        return os.fsencode(os.readlink(path))
+    if not stat.S_ISREG(mode):
+        return b""
+    digest = hashlib.sha256()
+    # O_NOFOLLOW: a symlink put in its place since the stat is refused, never read through.
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.digest()

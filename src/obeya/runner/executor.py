@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from obeya.runner import threads
+
 Outcome = Literal["succeeded", "failed", "timed_out", "canceled"]
 
 DEFAULT_KILL_GRACE_S = 5.0
@@ -241,8 +243,8 @@ def _has_exited(pid: int) -> bool:
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
-class _OutputReader(threading.Thread):
-    """Reads the job's pipe and hands it on in bounded, timely chunks."""
+class _OutputReader:
+    """Reads the job's pipe and hands it on in bounded, timely chunks, on a kept thread."""
 
     def __init__(
         self,
@@ -251,7 +253,6 @@ class _OutputReader(threading.Thread):
         flush_interval_s: float,
         max_chunk_bytes: int,
     ) -> None:
-        super().__init__(name="obeya-job-output", daemon=True)
         self._fd = fd
         self._on_output = on_output
         self._interval = flush_interval_s
@@ -260,6 +261,16 @@ class _OutputReader(threading.Thread):
         self.done = threading.Event()
         self.failed = threading.Event()
         self.error: Exception | None = None
+        self._task: threads.Task | None = None
+
+    def start(self) -> None:
+        self._task = threads.spawn(self.run, "obeya-job-output")
+
+    def join(self, timeout: float | None = None) -> None:
+        self.done.wait(timeout)
+
+    def is_alive(self) -> bool:
+        return not self.done.is_set()
 
     def run(self) -> None:
         pending = bytearray()

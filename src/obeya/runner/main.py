@@ -208,6 +208,10 @@ class RunnerLoop:
     busy: set[int] = field(default_factory=set)
     active: dict[int, threading.Event] = field(default_factory=dict)
     aborting: threading.Event = field(default_factory=threading.Event)
+    # Called on each worker thread as it starts and as it ends (the embedded runners
+    # keep a database connection per worker thread between their calls).
+    on_thread_start: Callable[[], None] | None = None
+    on_thread_end: Callable[[], None] | None = None
 
     def _claim(self, index: int, delay: float) -> tuple[dict[str, Any] | None, float]:
         try:
@@ -218,6 +222,15 @@ class RunnerLoop:
             return None, min(delay * 2, 30.0)
 
     def _worker(self, index: int) -> None:
+        if self.on_thread_start is not None:
+            self.on_thread_start()
+        try:
+            self._work(index)
+        finally:
+            if self.on_thread_end is not None:
+                self.on_thread_end()
+
+    def _work(self, index: int) -> None:
         try:
             checkouts = Checkouts(self.work_dir)
         except (WorkspaceError, OSError) as error:

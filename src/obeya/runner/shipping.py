@@ -12,6 +12,7 @@ import threading
 
 import httpx
 
+from obeya.runner import threads
 from obeya.runner.client import LeaseLost, OffsetMismatch, ProtocolError, ServerClient
 from obeya.runner.masking import Masker
 
@@ -49,8 +50,7 @@ class LogShipper:
         self._cond = threading.Condition()
         self._mask_lock = threading.Lock()  # the masker is fed and released from two threads
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name=f"log-{job_id}", daemon=True)
-        self._thread.start()
+        self._thread = threads.spawn(self._loop, f"log-{job_id}")
 
     def write(self, chunk: bytes) -> None:
         if chunk:
@@ -157,8 +157,7 @@ class Heartbeat:
         self._cancel, self._lost = cancel, lost
         self.cancel_requested = False  # the server asked (a person canceled the job)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"beat-{job_id}", daemon=True)
-        self._thread.start()
+        threads.spawn(self._loop, f"beat-{job_id}")
 
     def _loop(self) -> None:
         client, job_id, lease = self._args
