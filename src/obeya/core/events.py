@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 
+from obeya.core import rows
 from obeya.core.actors import Actor
 from obeya.core.models import Event
 
@@ -33,7 +34,7 @@ def record(
         raise RuntimeError(
             f"event {kind} recorded outside a transaction: wrap the change in transaction.atomic"
         )
-    return Event.objects.create(
+    event = Event(
         at=actor.now(),
         actor=actor.user,
         actor_name=actor.name,
@@ -44,6 +45,8 @@ def record(
         service=service,
         data=data or {},
     )
+    rows.insert(event)  # every job records two events: the ORM's insert costs more
+    return event
 
 
 def timeline(

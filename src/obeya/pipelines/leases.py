@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
-from obeya.core import events
+from obeya.catalog.models import Service
+from obeya.core import events, rows
 from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import (
     Conflict,
@@ -34,6 +35,7 @@ from obeya.pipelines.models import (
     JobKind,
     JobStatus,
     LogChunk,
+    Run,
     Runner,
     RunStatus,
     Secret,
@@ -154,7 +156,8 @@ def set_paused(actor: Actor, runner_id: int, paused: bool) -> Runner:
 
 
 def authenticate_runner(token: str) -> Runner:
-    runner = Runner.objects.filter(token_hash=hash_token(token)).first()
+    found = rows.select(Runner, "WHERE t.token_hash = %s", [hash_token(token)])
+    runner = found[0] if found else None
     if runner is None:
         raise Unauthenticated(
             "unknown runner token: register the runner with `obeya runners register`"
@@ -163,12 +166,44 @@ def authenticate_runner(token: str) -> Runner:
 
 
 # ---- the lease protocol --------------------------------------------------------------------
+#
+# Every job goes through claim and complete, so they read and write with plain statements
+# (obeya.core.rows): the ORM's query building cost more than the statements themselves.
+
+
+def _jobs(where: str, params: list[Any], *, lock: bool = False) -> list[Job]:
+    """Jobs ``WHERE …`` (aliases j, r, s) with their run and its service, in one statement;
+    with ``lock``, the job rows are locked (not their runs)."""
+    sql = (
+        f"SELECT {rows.columns(Job, 'j')}, {rows.columns(Run, 'r')}, {rows.columns(Service, 's')} "  # noqa: S608 (names from the models; values are parameters)
+        f"FROM {rows.quote(Job._meta.db_table)} j "
+        f"JOIN {rows.quote(Run._meta.db_table)} r ON r.id = j.run_id "
+        f"JOIN {rows.quote(Service._meta.db_table)} s ON s.id = r.service_id {where}"
+    )
+    if lock:
+        sql += rows.lock_clause("j")
+    job_end = rows.width(Job)
+    run_end = job_end + rows.width(Run)
+    found = []
+    for row in rows.fetch(sql, params):
+        job, run = rows.build(Job, row[:job_end]), rows.build(Run, row[job_end:run_end])
+        run.service = rows.build(Service, row[run_end:])
+        job.run = run
+        found.append(job)
+    return found
+
+
+def _secrets(service_id: int) -> list[tuple[str, str]]:
+    table = rows.quote(Secret._meta.db_table)
+    query = f"SELECT name, value FROM {table} WHERE service_id = %s"  # noqa: S608 (the model's table)
+    found = rows.fetch(query, [service_id])
+    return sorted((str(name), str(value)) for name, value in found)
 
 
 def _seen(runner: Runner, now: datetime) -> None:
     """Note that the runner is alive; written at most every few seconds (each is a commit)."""
     if runner.last_seen_at is None or (now - runner.last_seen_at).total_seconds() > 5:
-        Runner.objects.filter(pk=runner.pk).update(last_seen_at=now)
+        rows.update(Runner, {"last_seen_at": now}, pk=runner.pk)
         runner.last_seen_at = now
 
 
@@ -184,34 +219,40 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
     if runner.paused:
         return None
     labels = set(runner.labels)
-    candidates = Job.objects.filter(status=JobStatus.QUEUED, kind=JobKind.SCRIPT).order_by(
-        "queued_at", "id"
+    candidates = _jobs(
+        "WHERE j.status = %s AND j.kind = %s ORDER BY j.queued_at, j.id LIMIT 100",
+        [JobStatus.QUEUED, JobKind.SCRIPT],
     )
-    for job in candidates.select_related("run__service")[:100]:
+    for job in candidates:
         if not _fits(job, labels):
             continue
         token = secrets.token_urlsafe(24)
         expires = now + timedelta(seconds=lease_seconds())
-        with transaction.atomic():
+        # No savepoint of its own: nothing here is undone alone (a claim inside a
+        # larger transaction fails with it).
+        with transaction.atomic(savepoint=False):
             # Still queued and still at the attempt we read: nobody took it meanwhile, so
             # the row we hold in memory is the row in the database (no re-read needed).
-            taken = Job.objects.filter(
-                pk=job.pk, status=JobStatus.QUEUED, attempt=job.attempt
-            ).update(
-                status=JobStatus.RUNNING,
-                runner=runner,
-                lease_token=token,
-                lease_expires_at=expires,
-                attempt=job.attempt + 1,
-                started_at=now,
+            taken = rows.update(
+                Job,
+                {
+                    "status": JobStatus.RUNNING,
+                    "runner": runner,
+                    "lease_token": token,
+                    "lease_expires_at": expires,
+                    "attempt": job.attempt + 1,
+                    "started_at": now,
+                },
+                pk=job.pk,
+                status=JobStatus.QUEUED,
+                attempt=job.attempt,
             )
             if not taken:
                 continue  # another runner won this one
             job.status, job.runner, job.lease_token = JobStatus.RUNNING, runner, token
             job.lease_expires_at, job.attempt, job.started_at = expires, job.attempt + 1, now
-            attempt = JobAttempt.objects.create(
-                job=job, number=job.attempt, runner=runner, started_at=now
-            )
+            attempt = JobAttempt(job=job, number=job.attempt, runner=runner, started_at=now)
+            rows.insert(attempt)
             run = job.run
             # A queued job of a running run starting changes nothing else in the graph;
             # only a run's first job moves the run itself on.
@@ -264,7 +305,7 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
         "script": spec.get("script", []),
         "timeout_seconds": spec.get("timeout_seconds", 3600),
         "variables": variables,
-        "secrets": dict(Secret.objects.filter(service=run.service).values_list("name", "value")),
+        "secrets": dict(_secrets(run.service_id)),
         "artifacts": {"paths": spec.get("artifact_paths", [])},
         "reports": {"junit": spec.get("junit", [])},
         "source": f"/api/runner/jobs/{job.pk}/source",
@@ -273,10 +314,10 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
 
 def held_job(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Job:
     """The job, locked, if ``lease_token`` still holds it; StaleLease otherwise."""
-    try:
-        job = Job.objects.select_for_update().select_related("run__service").get(pk=job_id)
-    except Job.DoesNotExist:
-        raise NotFound(f"no job with id {job_id}") from None
+    found = _jobs("WHERE j.id = %s", [job_id], lock=True)
+    if not found:
+        raise NotFound(f"no job with id {job_id}")
+    job = found[0]
     if (
         job.status != JobStatus.RUNNING
         or job.runner_id != runner.pk
@@ -299,7 +340,7 @@ def heartbeat(
     with transaction.atomic():
         job = held_job(runner, job_id, lease_token, now)
         job.lease_expires_at = now + timedelta(seconds=lease_seconds())
-        job.save(update_fields=["lease_expires_at"])
+        rows.save(job, ["lease_expires_at"])
     _seen(runner, now)
     return job.lease_expires_at, job.cancel_requested
 
@@ -325,11 +366,18 @@ def append_log(
     now = (clock or system_actor()).now()
     with transaction.atomic():
         job = held_job(runner, job_id, lease_token, now)
-        attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
+        attempt = _current_attempt(job)
         before = attempt.log_size
         if _append(job, attempt, offset, data) != before:
-            attempt.save(update_fields=["log_size"])
+            rows.save(attempt, ["log_size"])
         return attempt.log_size
+
+
+def _current_attempt(job: Job) -> JobAttempt:
+    """The job's current attempt, locked."""
+    return rows.select(
+        JobAttempt, "WHERE t.job_id = %s AND t.number = %s", [job.pk, job.attempt], lock=True
+    )[0]
 
 
 def _check_chunk(data: bytes) -> None:
@@ -346,10 +394,8 @@ def _append(job: Job, attempt: JobAttempt, offset: int, data: bytes) -> int:
         )
     fresh = data[size - offset :]
     if fresh:
-        secret_values = list(
-            Secret.objects.filter(service=job.run.service).values_list("value", flat=True)
-        )
-        LogChunk.objects.create(attempt=attempt, offset=size, data=_mask(fresh, secret_values))
+        secret_values = [value for _, value in _secrets(job.run.service_id)]
+        rows.insert(LogChunk(attempt=attempt, offset=size, data=_mask(fresh, secret_values)))
         attempt.log_size = size + len(fresh)
     return attempt.log_size
 
@@ -368,25 +414,46 @@ def complete(
 ) -> Job:
     """Record the runner's result, and the last bytes of its log (``log`` at byte
     ``log_offset``, appended as `append_log` would); the job graph moves on."""
+    _check_result(outcome, log)
+    with transaction.atomic():
+        return _complete(
+            runner, job_id, lease_token, outcome, exit_code, reason, log_offset, log, clock
+        )
+
+
+def _check_result(outcome: str, log: bytes) -> None:
     if outcome not in OUTCOMES:
         raise InvalidInput(
             f"unknown outcome {outcome!r}: use {', '.join(sorted(OUTCOMES))}", field="outcome"
         )
     _check_chunk(log)
+
+
+def _complete(
+    runner: Runner,
+    job_id: int,
+    lease_token: str,
+    outcome: str,
+    exit_code: int | None,
+    reason: str,
+    log_offset: int,
+    log: bytes,
+    clock: Actor | None = None,
+) -> Job:
+    """`complete` inside the caller's transaction."""
     actor = clock or system_actor()
-    with transaction.atomic():
-        job = held_job(runner, job_id, lease_token, actor.now())
-        log_size = None
-        if log:
-            attempt = JobAttempt.objects.select_for_update().get(job=job, number=job.attempt)
-            log_size = _append(job, attempt, log_offset, log)
-        failure = {
-            "failed": "script_failure",
-            "timed_out": "timeout",
-            "canceled": "canceled",
-            "error": "infrastructure",
-        }.get(outcome, "")
-        _settle(actor, job, outcome, exit_code, failure, reason, log_size=log_size)
+    job = held_job(runner, job_id, lease_token, actor.now())
+    log_size = None
+    if log:
+        attempt = _current_attempt(job)
+        log_size = _append(job, attempt, log_offset, log)
+    failure = {
+        "failed": "script_failure",
+        "timed_out": "timeout",
+        "canceled": "canceled",
+        "error": "infrastructure",
+    }.get(outcome, "")
+    _settle(actor, job, outcome, exit_code, failure, reason, log_size=log_size)
     return job
 
 
@@ -406,10 +473,10 @@ def complete_then_claim(
     The claim runs in a savepoint: if it fails, the result is kept all the same, and the
     runner claims its next job the usual way.
     """
+    _check_result(outcome, log)
     with transaction.atomic():
-        job = complete(
-            runner, job_id, lease_token, outcome, exit_code, reason, log_offset=log_offset, log=log
-        )
+        # No savepoint around the result: if it fails, the whole call does.
+        job = _complete(runner, job_id, lease_token, outcome, exit_code, reason, log_offset, log)
         try:
             with transaction.atomic():
                 following = claim(runner)
@@ -444,8 +511,17 @@ def _settle(
     """End the current attempt; retry it, or finish the job; then move the run on."""
     now = actor.now()
     ended: dict[str, Any] = {"log_size": log_size} if log_size is not None else {}
-    JobAttempt.objects.filter(job=job, number=job.attempt).update(
-        finished_at=now, outcome=outcome, exit_code=exit_code, reason=detail or failure, **ended
+    rows.update(
+        JobAttempt,
+        {
+            "finished_at": now,
+            "outcome": outcome,
+            "exit_code": exit_code,
+            "reason": detail or failure,
+            **ended,
+        },
+        job=job.pk,
+        number=job.attempt,
     )
     job.lease_token, job.lease_expires_at, job.exit_code = "", None, exit_code
     if (
@@ -466,7 +542,7 @@ def _settle(
             job.status = JobStatus.FAILED
             job.failure_reason = _failure_text(job, failure, detail, exit_code)
         job.finished_at = now
-    job.save(update_fields=_SETTLED_FIELDS)  # not the spec: it does not change
+    rows.save(job, _SETTLED_FIELDS)  # not the spec: it does not change
     if job.status != JobStatus.QUEUED:
         started = job.started_at or now
         events.record(

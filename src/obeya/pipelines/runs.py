@@ -7,6 +7,7 @@ obeya.yml) happens before the transaction, so no lock is held while the network 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from django.db.models import Max, QuerySet
 
 from obeya.catalog import services as catalog
 from obeya.catalog.models import Service
-from obeya.core import events
+from obeya.core import events, rows
 from obeya.core.actors import Actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound
 from obeya.core.roles import Permission
@@ -189,12 +190,15 @@ def advance(actor: Actor, run: Run) -> None:
     move now are read whole; the rest of the graph is read as names, kinds, statuses and
     needs (a run's jobs are locked all the same).
     """
-    graph = list(
-        Job.objects.select_for_update()
-        .filter(run=run)
-        .order_by("position")
-        .values_list("pk", "name", "kind", "status", "needs")
-    )
+    table = rows.quote(Job._meta.db_table)
+    graph = [
+        (pk, name, kind, state, json.loads(needs) if isinstance(needs, str) else needs)
+        for pk, name, kind, state, needs in rows.fetch(
+            f"SELECT id, name, kind, status, needs FROM {table} WHERE run_id = %s "  # noqa: S608 (the model's table)
+            f"ORDER BY position{rows.lock_clause()}",
+            [run.pk],
+        )
+    ]
     status = {name: state for _, name, _, state, _ in graph}
     now = actor.now()
     changed = True
@@ -206,7 +210,10 @@ def advance(actor: Actor, run: Run) -> None:
             if status[name] == JobStatus.CREATED
             and all(status[need] in logic.FINAL for need in needs)
         ]
-        for job in Job.objects.filter(pk__in=ready).order_by("position"):
+        if not ready:
+            break
+        marks = ", ".join(["%s"] * len(ready))
+        for job in rows.select(Job, f"WHERE t.id IN ({marks}) ORDER BY t.position", ready):
             job.run = run  # already read, with its service
             decision = logic.decide(
                 job.spec.get("when", "on_success"), [status[name] for name in job.needs]
@@ -220,7 +227,7 @@ def advance(actor: Actor, run: Run) -> None:
                     logic.Decision.MANUAL: JobStatus.MANUAL,
                     logic.Decision.SKIP: JobStatus.SKIPPED,
                 }[decision]
-            job.save(update_fields=["status", "queued_at", "failure_reason", "finished_at"])
+            rows.save(job, ["status", "queued_at", "failure_reason", "finished_at"])
             status[job.name] = job.status
             changed = True
     kinds = [(kind, status[name]) for _, name, kind, _, _ in graph]
@@ -237,7 +244,7 @@ def advance(actor: Actor, run: Run) -> None:
         if new_status == RunStatus.RUNNING and run.started_at is None:
             run.started_at = now
         run.status = new_status
-        run.save(update_fields=["status", "started_at"])
+        rows.save(run, ["status", "started_at"])
 
 
 def _start(actor: Actor, job: Job) -> None:

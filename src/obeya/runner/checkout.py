@@ -118,14 +118,12 @@ class Checkouts:
             return self._checkout(repository, sha, download)
 
     def release(self, workspace: Path) -> None:
-        """The job in ``workspace`` is over: put the tree back, in the background, unless
-        the job left it exactly as it was."""
+        """The job in ``workspace`` is over: put the tree back (unless the job left it
+        exactly as it was), in the background."""
         state = self._known.get(workspace)
         if state is None:
             return
-        if state.picture is not None and state.picture.still(workspace):
-            return  # still clean
-        state.clean, state.picture = False, None
+        state.clean = False
         self._reset = threads.spawn(lambda: self._put_back(workspace, state), "checkout-reset")
 
     def wait(self) -> None:
@@ -207,6 +205,10 @@ class Checkouts:
         state.fetches += 1
 
     def _put_back(self, repository: Path, state: _Repository) -> None:
+        if state.picture is not None and state.picture.still(repository):
+            state.clean = True  # the job changed nothing
+            return
+        state.picture = None
         try:
             _settle_config(repository)
             self._git(

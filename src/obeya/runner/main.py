@@ -33,6 +33,8 @@ MAX_REPORT_BYTES = 10 * 1024 * 1024
 
 def report_files(workspace: Path, patterns: list[str]) -> list[Path]:
     """Files matching the JUnit globs, inside the workspace only, symlinks skipped."""
+    if not patterns:
+        return []
     root = workspace.resolve()
     found: set[Path] = set()
     for pattern in patterns:
