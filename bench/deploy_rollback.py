@@ -43,7 +43,7 @@ from obeya.core.actors import Actor
 from obeya.deploy import deployer
 from obeya.deploy import services as deploy
 from obeya.deploy.models import Deployment, DeploymentLog, DeploymentStatus, Environment
-from obeya.pipelines import artifacts, leases, runs
+from obeya.pipelines import artifacts, leases, runners, runs
 from obeya.pipelines.models import Runner
 
 SLUG = "bench-deploy"
@@ -127,7 +127,7 @@ def _shop(top: Path) -> Shop:
     _git(repository, "add", "-A")
     _git(repository, "commit", "-q", "-m", "bench")
     catalog.create_service(owner, SLUG, "Bench deploy", repository_url=str(repository))
-    runner, _ = leases.register_runner(system, "bench-runner", [])
+    runner, _ = runners.register_runner(system, "bench-runner", [])
     root = top / "target"
     deploy.create_environment(
         owner,

@@ -10,7 +10,7 @@ import pytest
 
 from obeya.backlog import services as backlog
 from obeya.catalog import services as catalog
-from obeya.pipelines import leases, reports, runs
+from obeya.pipelines import leases, reports, runners, runs
 from obeya.pipelines.models import Run, Runner
 from tests.conftest import SYSTEM, actor
 from tests.pipelines.conftest import Repo
@@ -89,7 +89,7 @@ def service(alice, repo: Repo):
 
 @pytest.fixture
 def runner(db: None) -> Runner:
-    made, _ = leases.register_runner(SYSTEM, "r1", ["linux"])
+    made, _ = runners.register_runner(SYSTEM, "r1", ["linux"])
     return made
 
 

@@ -19,7 +19,7 @@ from obeya.catalog import services as catalog
 from obeya.core.models import User
 from obeya.deploy import services as deploy
 from obeya.deploy.models import Deployment, Environment
-from obeya.pipelines import artifacts, leases, runs
+from obeya.pipelines import artifacts, leases, runners, runs
 from obeya.pipelines.models import Run
 from tests.conftest import SYSTEM, actor
 from tests.pipelines.conftest import Repo
@@ -92,7 +92,7 @@ def shop(tmp_path: Path, make_user: Callable[..., User]) -> Shop:
     repo.commit({"obeya.yml": SPEC}, "first commit")
     catalog.create_service(actor(owner), "shop", "Shop", repository_url=str(repo.path))
     catalog.add_member(actor(owner), "shop", "olga", "devops_engineer")
-    runner, _ = leases.register_runner(SYSTEM, "r1", [])
+    runner, _ = runners.register_runner(SYSTEM, "r1", [])
     root = tmp_path / "targets"
     for name, position, protected in (("staging", 10, False), ("production", 20, True)):
         deploy.create_environment(

@@ -20,7 +20,7 @@ from obeya.deploy import services as deploy
 from obeya.deploy.models import Deployment
 from obeya.metrics import services as metrics
 from obeya.ops import services as ops
-from obeya.pipelines import andon, leases
+from obeya.pipelines import andon, runners
 from obeya.pipelines.models import Job, Run, Runner
 from tests.conftest import PASSWORD, SYSTEM, actor
 from tests.metrics.recorded import history
@@ -79,7 +79,7 @@ def shop_setup(alice: User) -> None:
         ("asleep", True, now),
         ("gone", False, now - timedelta(days=1)),
     ):
-        runner, _ = leases.register_runner(SYSTEM, name, [])
+        runner, _ = runners.register_runner(SYSTEM, name, [])
         Runner.objects.filter(pk=runner.pk).update(paused=paused, last_seen_at=seen)
     run = Run.objects.create(
         service=production.service,
@@ -124,11 +124,11 @@ def test_the_figures_of_a_known_history(alice: User, token: str) -> None:
     assert ("obeya_wip_limit", (("column", "Done"), ("service", "shop"))) not in found
 
     assert found[("obeya_job_queue_depth", ())] == 2
-    runners = {
+    runner_states = {
         state: found[("obeya_runners", (("state", state),))]
         for state in ("online", "paused", "offline")
     }
-    assert runners == {"online": 1, "paused": 1, "offline": 1}
+    assert runner_states == {"online": 1, "paused": 1, "offline": 1}
     ended = {
         labels: value
         for (name, labels), value in found.items()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from obeya.catalog import services as catalog
-from obeya.pipelines import leases
+from obeya.pipelines import leases, runners
 from tests.conftest import SYSTEM, actor
 
 SPEC = """\
@@ -75,7 +75,7 @@ def service(alice, repo: Repo):
 
 @pytest.fixture
 def runner(db):
-    made, _ = leases.register_runner(SYSTEM, "r1", ["linux"])
+    made, _ = runners.register_runner(SYSTEM, "r1", ["linux"])
     return made
 
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from obeya.core.actors import Actor
 from obeya.core.clock import ManualClock
 from obeya.core.errors import InvalidInput
-from obeya.pipelines import leases, runs, secrets_store
+from obeya.pipelines import leases, runners, runs, secrets_store
 from obeya.pipelines.models import Job, JobAttempt
 from tests.conftest import SYSTEM, actor
 
@@ -24,7 +24,7 @@ def later(seconds: float) -> Actor:
 
 
 def test_two_runners_never_hold_the_same_job(alice, service, runner):
-    other, _ = leases.register_runner(SYSTEM, "r2", [])
+    other, _ = runners.register_runner(SYSTEM, "r2", [])
     runs.create_run(actor(alice), "svc")
     first = leases.claim(runner)
     assert first is not None
@@ -36,9 +36,9 @@ def test_labels_decide_who_may_take_a_job(alice, service, repo):
         {"obeya.yml": "jobs:\n  gpu:\n    stage: build\n    script: [x]\n    runs_on: [gpu]\n"}
     )
     runs.create_run(actor(alice), "svc")
-    plain, _ = leases.register_runner(SYSTEM, "plain", ["linux"])
+    plain, _ = runners.register_runner(SYSTEM, "plain", ["linux"])
     assert leases.claim(plain) is None
-    gpu, _ = leases.register_runner(SYSTEM, "gpu-box", ["gpu", "linux"])
+    gpu, _ = runners.register_runner(SYSTEM, "gpu-box", ["gpu", "linux"])
     assert leases.claim(gpu) is not None
 
 
@@ -162,7 +162,7 @@ def _runner_call(client: Client, path: str, body: dict[str, Any], lease: str = "
 
 
 def test_the_answer_to_a_result_brings_the_next_job_unless_paused(alice, service):
-    made, token = leases.register_runner(SYSTEM, "r9", [])
+    made, token = runners.register_runner(SYSTEM, "r9", [])
     runs.create_run(actor(alice), "svc")
     client = Client(headers={"Authorization": f"Bearer {token}"})
     build = _runner_call(client, "claim", {"wait": 0}).json()
@@ -185,7 +185,7 @@ def test_the_answer_to_a_result_brings_the_next_job_unless_paused(alice, service
     assert answer["status"] == "succeeded"
     assert answer["next"]["name"] in {"unit", "lint"}
     assert leases.log_bytes(Job.objects.get(pk=build["id"])) == b"built\n"
-    leases.set_paused(SYSTEM, made.pk, True)
+    runners.set_paused(SYSTEM, made.pk, True)
     following = answer["next"]
     answer = _runner_call(
         client,

@@ -7,7 +7,7 @@ import re
 from django.test import Client
 
 from obeya.core.models import Event
-from obeya.pipelines import leases
+from obeya.pipelines import runners
 from obeya.pipelines.models import Runner
 from tests.conftest import PASSWORD, SYSTEM
 
@@ -25,13 +25,13 @@ def test_an_administrator_registers_a_runner_and_sees_its_token_once(admin):
     assert page.status_code == 200
     token = re.search(r'data-testid="runner-token">(obeyar_[^<]+)<', page.content.decode())[1]
     assert page["Cache-Control"] == "no-store"
-    runner = leases.authenticate_runner(token)
+    runner = runners.authenticate_runner(token)
     assert (runner.name, runner.labels) == ("build-01", ["linux"])
     assert token not in client.get("/runners/").content.decode()
 
 
 def test_a_refused_registration_is_shown_and_keeps_the_input(admin):
-    leases.register_runner(SYSTEM, "taken", [])
+    runners.register_runner(SYSTEM, "taken", [])
     page = signed_in(admin).post("/runners/", {"action": "register", "name": "taken"})
     assert page.status_code == 409
     body = page.content.decode()
@@ -40,7 +40,7 @@ def test_a_refused_registration_is_shown_and_keeps_the_input(admin):
 
 
 def test_pause_and_resume_from_the_page(admin):
-    runner, _ = leases.register_runner(SYSTEM, "box", [])
+    runner, _ = runners.register_runner(SYSTEM, "box", [])
     client = signed_in(admin)
     assert client.post("/runners/", {"action": "pause", "runner": runner.pk}).status_code == 302
     assert Runner.objects.get(pk=runner.pk).paused
@@ -52,7 +52,7 @@ def test_pause_and_resume_from_the_page(admin):
 
 
 def test_people_who_are_not_administrators_only_look(alice):
-    runner, _ = leases.register_runner(SYSTEM, "box", [])
+    runner, _ = runners.register_runner(SYSTEM, "box", [])
     client = signed_in(alice)
     page = client.get("/runners/").content.decode()
     assert "box" in page and 'data-testid="register-runner"' not in page and "Pause" not in page
@@ -70,7 +70,7 @@ def test_odd_posts_are_refused_with_a_sentence(admin):
 
 
 def test_a_post_without_the_csrf_token_is_refused(admin):
-    runner, _ = leases.register_runner(SYSTEM, "box", [])
+    runner, _ = runners.register_runner(SYSTEM, "box", [])
     response = signed_in(admin, csrf=True).post(
         "/runners/", {"action": "pause", "runner": runner.pk}
     )
@@ -79,7 +79,7 @@ def test_a_post_without_the_csrf_token_is_refused(admin):
 
 
 def test_the_api_pauses_and_resumes_with_an_admin_token(admin, api_for):
-    runner, _ = leases.register_runner(SYSTEM, "box", [])
+    runner, _ = runners.register_runner(SYSTEM, "box", [])
     api = api_for(admin, scope="admin")
     paused = api.post(f"/runners/{runner.pk}/pause")
     assert paused.status_code == 200 and paused.body["paused"] is True
@@ -89,7 +89,7 @@ def test_the_api_pauses_and_resumes_with_an_admin_token(admin, api_for):
 
 
 def test_the_api_refuses_pausing_without_admin_rights(admin, alice, api_for):
-    runner, _ = leases.register_runner(SYSTEM, "box", [])
+    runner, _ = runners.register_runner(SYSTEM, "box", [])
     assert api_for(admin, scope="write").post(f"/runners/{runner.pk}/pause").status_code == 403
     assert api_for(alice).post(f"/runners/{runner.pk}/pause").status_code == 403
     assert not Runner.objects.get(pk=runner.pk).paused

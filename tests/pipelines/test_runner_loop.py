@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from obeya.pipelines import leases, runs, secrets_store
+from obeya.pipelines import leases, runners, runs, secrets_store
 from obeya.pipelines.background import InProcessTransport
 from obeya.pipelines.models import Job, JobAttempt, Run
 from obeya.runner import main
@@ -54,7 +54,7 @@ def start_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
     started: list[tuple[RunnerLoop, list[Any]]] = []
 
     def start(labels: list[str] | None = None) -> tuple[RunnerLoop, CountingTransport]:
-        _, token = leases.register_runner(SYSTEM, f"box-{len(started)}", ["linux"])
+        _, token = runners.register_runner(SYSTEM, f"box-{len(started)}", ["linux"])
         transport = CountingTransport()
         client = ServerClient("http://127.0.0.1", token, transport=transport)
         loop = RunnerLoop(client, tmp_path / f"work-{len(started)}", 1, labels)
@@ -177,10 +177,10 @@ def test_a_runner_shutting_down_mid_job_gives_the_job_back(
 
 
 def test_a_paused_runner_claims_nothing_until_resumed(alice, service):
-    runner, token = leases.register_runner(SYSTEM, "pausable", [])
-    leases.set_paused(SYSTEM, runner.pk, True)
+    runner, token = runners.register_runner(SYSTEM, "pausable", [])
+    runners.set_paused(SYSTEM, runner.pk, True)
     runs.create_run(actor(alice), "svc")
     client = ServerClient("http://127.0.0.1", token, transport=InProcessTransport())
     assert client.claim(0) is None
-    leases.set_paused(SYSTEM, runner.pk, False)
+    runners.set_paused(SYSTEM, runner.pk, False)
     assert client.claim(0) is not None

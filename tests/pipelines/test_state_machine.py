@@ -34,7 +34,7 @@ from obeya.core.actors import Actor
 from obeya.core.clock import ManualClock
 from obeya.core.errors import Conflict
 from obeya.core.models import User
-from obeya.pipelines import leases, logic, runs
+from obeya.pipelines import leases, logic, runners, runs
 from obeya.pipelines.models import Job, JobAttempt, Run
 from tests.conftest import SYSTEM, actor
 from tests.pipelines.conftest import Repo
@@ -97,7 +97,7 @@ class JobLifecycle(RuleBasedStateMachine):
         self.system = Actor(user=None, clock=self.clock)
         self.people = Actor(user=self.person, channel="web", clock=self.clock)
         story = next(STORIES)
-        self.runners = [leases.register_runner(SYSTEM, f"s{story}-r{n}", [])[0] for n in range(2)]
+        self.runners = [runners.register_runner(SYSTEM, f"s{story}-r{n}", [])[0] for n in range(2)]
         # The model: the lease each runner works under, every lease ever given out, who
         # holds each job until when, and the log of each attempt.
         self.working: dict[int, Lease] = {}

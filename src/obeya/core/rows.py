@@ -72,7 +72,12 @@ def build(model: type[M], values: Sequence[Any]) -> M:
         for convert in converters:
             value = convert(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, None, converted)
+    return model.from_db(connection.alias, _names(model), converted)
+
+
+@lru_cache(maxsize=256)
+def _names(model: type[Model]) -> tuple[str, ...]:
+    return tuple(field.attname for field in model._meta.concrete_fields)
 
 
 def select(model: type[M], where: str, params: Iterable[Any], *, lock: bool = False) -> list[M]:

@@ -24,7 +24,7 @@ from obeya.core import services as core
 from obeya.core.errors import Unauthenticated
 from obeya.deploy.models import Deployment
 from obeya.metrics import services
-from obeya.pipelines import leases
+from obeya.pipelines import runners
 from obeya.pipelines.models import Job, JobStatus, Runner
 
 # The room's DORA tiles, each as a gauge (the tiles' units already are Prometheus's).
@@ -124,7 +124,7 @@ class ObeyaCollector:
     def _runners(self) -> Metric:
         counts = dict.fromkeys(RUNNER_STATES, 0)
         for runner in Runner.objects.all():
-            online = leases.is_online(runner)
+            online = runners.is_online(runner)
             counts["paused" if runner.paused else "online" if online else "offline"] += 1
         family = GaugeMetricFamily(
             "obeya_runners",

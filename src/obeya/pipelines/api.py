@@ -11,7 +11,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from obeya.core.actors import Actor, actor_for_request
 from obeya.core.errors import PermissionDenied
-from obeya.pipelines import andon, artifacts, leases, reports, runs, secrets_store
+from obeya.pipelines import andon, artifacts, leases, reports, runners, runs, secrets_store
 from obeya.pipelines.models import Job, Run, Runner
 
 router = Router(tags=["pipelines"])
@@ -304,7 +304,7 @@ def runner_body(runner: Runner) -> dict[str, Any]:
         "labels": runner.labels,
         "embedded": runner.embedded,
         "paused": runner.paused,
-        "online": leases.is_online(runner),
+        "online": runners.is_online(runner),
         "last_seen_at": runner.last_seen_at,
         "current_jobs": list(
             Job.objects.filter(runner=runner, status="running").values_list("pk", flat=True)
@@ -324,7 +324,7 @@ def list_runners(request: HttpRequest) -> list[dict[str, Any]]:
 )
 def register_runner(request: HttpRequest, payload: RunnerIn) -> Status[Any]:
     actor = _admin_actor(request, "registering a runner")
-    runner, token = leases.register_runner(actor, payload.name, payload.labels)
+    runner, token = runners.register_runner(actor, payload.name, payload.labels)
     return Status(201, {**runner_body(runner), "token": token})
 
 
@@ -335,7 +335,7 @@ def register_runner(request: HttpRequest, payload: RunnerIn) -> Status[Any]:
 )
 def pause_runner(request: HttpRequest, runner_id: int) -> dict[str, Any]:
     actor = _admin_actor(request, "pausing a runner")
-    return runner_body(leases.set_paused(actor, runner_id, True))
+    return runner_body(runners.set_paused(actor, runner_id, True))
 
 
 @router.post(
@@ -345,7 +345,7 @@ def pause_runner(request: HttpRequest, runner_id: int) -> dict[str, Any]:
 )
 def resume_runner(request: HttpRequest, runner_id: int) -> dict[str, Any]:
     actor = _admin_actor(request, "resuming a runner")
-    return runner_body(leases.set_paused(actor, runner_id, False))
+    return runner_body(runners.set_paused(actor, runner_id, False))
 
 
 def _admin_actor(request: HttpRequest, doing: str) -> Actor:

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from obeya.pipelines import leases, polling, retention, wakeup
+from obeya.pipelines import leases, polling, retention, runners, wakeup
 from obeya.runner.client import ServerClient
 from obeya.runner.main import RunnerLoop
 
@@ -237,7 +237,7 @@ def start(host: str, port: int, runner_count: int) -> Background:
         thread.start()
         background.threads.append(thread)
     if runner_count > 0:
-        token = leases.rotate_embedded_runner(
+        token = runners.rotate_embedded_runner(
             f"embedded-{socket.gethostname()}-{port}", EMBEDDED_LABELS
         )
         background.runners = RunnerLoop(

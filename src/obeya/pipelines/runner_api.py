@@ -15,7 +15,7 @@ from ninja import Header, Router, Schema, Status
 from ninja.security import HttpBearer
 
 from obeya.core.errors import InvalidInput
-from obeya.pipelines import artifacts, leases, reports, wakeup
+from obeya.pipelines import artifacts, leases, reports, runners, wakeup
 from obeya.pipelines.models import Runner
 
 router = Router(tags=["runner protocol"])
@@ -39,7 +39,7 @@ def _reap_now_and_then() -> None:
 
 class RunnerAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Runner:
-        runner = leases.authenticate_runner(token)
+        runner = runners.authenticate_runner(token)
         request.runner = runner  # type: ignore[attr-defined]
         return runner
 
@@ -89,7 +89,7 @@ class CompleteOut(Schema):
 def claim(request: HttpRequest, payload: ClaimIn) -> Any:
     runner = _runner(request)
     if payload.labels is not None:
-        runner = leases.declare_labels(runner, payload.labels)
+        runner = runners.declare_labels(runner, payload.labels)
     deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
     while not wakeup.closing.is_set():  # a server shutting down hands out no work
         _reap_now_and_then()

@@ -7,9 +7,10 @@ from obeya.pipelines import artifacts as _artifacts
 from obeya.pipelines import git as _git
 from obeya.pipelines.andon import andon_is_pulled, pull_andon, reset_andon
 from obeya.pipelines.hooks import list_deliveries, receive_webhook, rotate_webhook_secret
-from obeya.pipelines.leases import reap, register_runner
+from obeya.pipelines.leases import reap
 from obeya.pipelines.models import Andon, Artifact, Job, JobStatus, Run
 from obeya.pipelines.polling import poll_due
+from obeya.pipelines.runners import register_runner
 from obeya.pipelines.runs import (
     DEPLOY_CANCELED,
     DEPLOY_DISPATCHERS,

@@ -21,7 +21,7 @@ from obeya.catalog import services as catalog
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import InvalidInput, ObeyaError
 from obeya.core.roles import Permission
-from obeya.pipelines import andon, artifacts, leases, reports, runs
+from obeya.pipelines import andon, artifacts, leases, reports, runners, runs
 from obeya.pipelines.models import Job, Runner
 
 RUNS_PAGE = 30
@@ -271,12 +271,12 @@ def runner_list(request: HttpRequest) -> HttpResponse:
         try:
             if action == "register":
                 form = {key: request.POST.get(key, "").strip() for key in form}
-                registered, token = leases.register_runner(
+                registered, token = runners.register_runner(
                     actor, form["name"], form["labels"].split(",")
                 )
                 form = {"name": "", "labels": ""}
             elif action in {"pause", "resume"}:
-                runner = leases.set_paused(actor, _runner_id(request), action == "pause")
+                runner = runners.set_paused(actor, _runner_id(request), action == "pause")
                 messages.success(request, f"Runner {runner.name} {action}d.")
                 return redirect("/runners/")
             else:
@@ -290,7 +290,7 @@ def runner_list(request: HttpRequest) -> HttpResponse:
         for job in Job.objects.filter(status="running").select_related("run__service")
         for runner_id in [job.runner_id]
     }
-    rows = [{"runner": r, "online": leases.is_online(r), "job": busy.get(r.pk)} for r in found]
+    rows = [{"runner": r, "online": runners.is_online(r), "job": busy.get(r.pk)} for r in found]
     response = render(
         request,
         "pipelines/runner_list.html",
