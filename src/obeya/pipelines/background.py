@@ -24,6 +24,7 @@ from typing import Any, cast
 import httpx
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.db.backends.signals import connection_created
 from django.utils import timezone
 
 from obeya.pipelines import leases, polling, retention, runners, wakeup
@@ -52,6 +53,7 @@ class Background:
         if self.runners is not None:
             self.runners.abort()
         if self.wal_keeper is not None:
+            connection_created.disconnect(dispatch_uid="obeya-checkpointer")
             self.wal_keeper.close()
 
 
@@ -62,7 +64,7 @@ def _keep_wal_open() -> sqlite3.Connection | None:
     database closes, SQLite checkpoints the log into the database, syncs both and deletes
     the log, and the next request builds it again: at several requests per job, that
     was a large part of a short job's cost. This connection never writes and holds no
-    transaction; checkpoints still happen as the log grows (every 1000 pages).
+    transaction; the checkpointer thread checkpoints through it.
     """
     database = settings.DATABASES["default"]
     if database["ENGINE"] != "django.db.backends.sqlite3":
@@ -70,6 +72,37 @@ def _keep_wal_open() -> sqlite3.Connection | None:
     keeper = sqlite3.connect(str(database["NAME"]), isolation_level=None, check_same_thread=False)
     keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL index
     return keeper
+
+
+CHECKPOINT_INTERVAL_S = 0.5
+
+
+def _no_checkpoint_on_commit(connection: Any, **_: Any) -> None:
+    """This process's SQLite connections leave checkpoints to the checkpointer thread."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def checkpoint(keeper: sqlite3.Connection) -> tuple[int, int, int]:
+    """Copy what the log holds into the database, without waiting for or blocking anyone
+    (PASSIVE); the next commit then writes the log from its start again. Returns SQLite's
+    (busy, frames in the log, frames checkpointed)."""
+    row = keeper.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _checkpointer(stop: threading.Event, keeper: sqlite3.Connection) -> None:
+    """Checkpoints off the request path: a commit that crosses SQLite's threshold (1000
+    pages) otherwise copies the whole log into the database and syncs it before it
+    answers, the job or request that made it waiting. Web worker processes keep
+    SQLite's own checkpoints, so the log stays bounded if this thread falls behind."""
+    while not stop.wait(CHECKPOINT_INTERVAL_S):
+        try:
+            checkpoint(keeper)
+        except sqlite3.Error:
+            if not stop.is_set():  # at shutdown the keeper closes under it
+                log.exception("WAL checkpoint failed")
 
 
 def _tick(what: str, work: Callable[[], None]) -> None:
@@ -232,6 +265,16 @@ def _embedded_client(host: str, port: int, token: str) -> ServerClient:
 
 def start(host: str, port: int, runner_count: int) -> Background:
     background = Background(wal_keeper=_keep_wal_open())
+    if background.wal_keeper is not None:
+        connection_created.connect(_no_checkpoint_on_commit, dispatch_uid="obeya-checkpointer")
+        thread = threading.Thread(
+            target=_checkpointer,
+            args=(background.stop, background.wal_keeper),
+            name="wal-checkpointer",
+            daemon=True,
+        )
+        thread.start()
+        background.threads.append(thread)
     for target, name in ((_reaper, "reaper"), (_poller, "poller")):
         thread = threading.Thread(target=target, args=(background.stop,), name=name, daemon=True)
         thread.start()
