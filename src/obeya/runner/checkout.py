@@ -46,6 +46,9 @@ GIT_TIMEOUT_S = 600.0
 MAX_SLOTS = 1024
 MAX_REPOSITORIES = 8  # per slot; the least recently used beyond this are removed
 MAX_FETCHES = 100  # bundles fetched into one repository before it is cloned afresh
+# How often a repository in use is marked as used (its mtime) for the least recently used
+# to go first.
+TOUCH_EVERY_S = 60.0
 # Past this many entries a tree is not pictured: git puts it back after every job.
 MAX_PICTURED = 200_000
 # An entry whose ctime is this close to the picture (or later) is compared by content:
@@ -99,6 +102,7 @@ class Checkouts:
         self._home = self.root / ".git-home"  # empty: git finds no config in HOME
         self._home.mkdir(exist_ok=True)
         self._known: dict[Path, _Repository] = {}
+        self._touched: dict[Path, float] = {}  # when each repository was last marked used
         self._reset: threads.Task | None = None
 
     def prepare(self, service: str, sha: str, download: DownloadBundle) -> Path:
@@ -110,7 +114,10 @@ class Checkouts:
             )
         self.wait()
         repository = self.root / (_UNSAFE_NAME.sub("_", service).lstrip(".") or "_")
-        self._forget_old(repository)
+        now = time.monotonic()
+        if now - self._touched.get(repository, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+            self._forget_old(repository)
+            self._touched[repository] = now
         try:
             return self._checkout(repository, sha, download)
         except WorkspaceError:
@@ -237,6 +244,7 @@ class Checkouts:
 
     def _discard(self, repository: Path) -> None:
         self._known.pop(repository, None)
+        self._touched.pop(repository, None)
         try:
             cleanup_workspace(repository)
         except OSError as error:
@@ -256,6 +264,7 @@ class Checkouts:
         others.sort(key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)
         for entry in others[: len(others) - MAX_REPOSITORIES + 1]:
             self._known.pop(Path(entry.path), None)
+            self._touched.pop(Path(entry.path), None)
             cleanup_workspace(Path(entry.path))
 
     def _git(self, doing: str, *args: str) -> str:

@@ -50,6 +50,7 @@ class LogShipper:
         self._cond = threading.Condition()
         self._mask_lock = threading.Lock()  # the masker is fed and released from two threads
         self._closing = False
+        self._busy = False  # the loop is between waits: masking or sending
         self._thread = threads.spawn(self._loop, f"log-{job_id}")
 
     def write(self, chunk: bytes) -> None:
@@ -102,11 +103,13 @@ class LogShipper:
     def _loop(self) -> None:
         while not self._lost.is_set():
             with self._cond:
+                self._busy = False
                 if not self._closing and len(self._buffer) < MAX_CHUNK:
                     self._cond.wait(SHIP_INTERVAL_S)
                 if self._tail_left():
                     return  # the rest goes with the result
                 closing = self._closing
+                self._busy = True
             if not closing:
                 with self._mask_lock:
                     released = self._masker.release()
@@ -135,6 +138,10 @@ class LogShipper:
             self._buffer += tail
             self._closing = True
             self._cond.notify_all()
+            if not self._busy and self._tail_left():
+                # The loop waits (or has not started): it will find the tail left for the
+                # result and end without sending; no need to wait for it to wake.
+                return self._sent, bytes(self._buffer)
         self._thread.join(timeout_s)
         with self._cond:
             return self._sent, bytes(self._buffer)
