@@ -125,3 +125,72 @@ def test_threads_beyond_those_kept_are_let_go(handler):
         with pytest.raises(RuntimeError):
             thread.submit(lambda: None)
     assert handler._idle.qsize() == KEPT_THREADS
+
+
+async def _exchange(
+    handler: RequestHandler, path: str, *, leave: bool = False
+) -> tuple[int, bytes]:
+    """One GET through ``handler``: the status and the body; with ``leave``, the client
+    goes away as soon as the answer starts."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    gone = asyncio.Event()
+    asked: list[bool] = []
+    status: list[int] = []
+    body: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        if not asked:
+            asked.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+            if leave:
+                gone.set()
+                await asyncio.sleep(0.05)  # the handler hears of it before the body
+        else:
+            body.append(message.get("body", b""))
+            if not message.get("more_body"):
+                gone.set()
+
+    await handler(scope, receive, send)
+    return status[0], b"".join(body)
+
+
+@pytest.mark.urls("tests.web.streaming_urls")
+@pytest.mark.django_db(transaction=True)
+def test_an_answer_is_sent_whole_and_the_request_finished_once(threads_seen, handler):
+    async def both() -> list[tuple[int, bytes]]:
+        return [await _exchange(handler, path) for path in ("/api/health", "/test-streamed/")]
+
+    (health, plain), (streamed, parts) = asyncio.run(both())
+    assert health == streamed == 200
+    assert b"ok" in plain and parts == b"one two"
+    # Each request started and finished once, on its thread, the streamed one after its
+    # last part was sent.
+    assert len(threads_seen["started"]) == len(threads_seen["finished"]) == 2
+    assert threads_seen["started"] == threads_seen["finished"]
+
+
+@pytest.mark.urls("tests.web.streaming_urls")
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_whose_client_went_away_is_stopped_and_closed(threads_seen, handler):
+    status, parts = asyncio.run(_exchange(handler, "/test-streamed/", leave=True))
+    assert status == 200 and parts in {b"", b"one "}  # not the rest
+    assert len(threads_seen["finished"]) == 1
