@@ -165,3 +165,66 @@ def test_readers_asking_at_once_wait_for_one_build_of_a_version():
     assert reading.kept_for_version(key, 0, lambda: build(0)) == "board at 0"
     assert reading.kept_for_version(key, 0, lambda: build(0)) == "board at 0"
     assert built == [7, 8, 0, 0]  # a new version is built again; version 0 every time
+
+
+def gzipped_page(client: Client, path: str = "/services/pay/board/") -> str:
+    response = client.get(path, HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in response["Vary"]
+    return gzip.decompress(response.content).decode()
+
+
+def test_the_gzipped_page_is_the_page_with_the_readers_own_token_in_every_form(pay):
+    bob = signed_in("bob")
+    plain = bob.get("/services/pay/board/").content.decode()
+    packed = gzipped_page(bob)
+    for page in (plain, packed):
+        [token] = set(TOKEN.findall(page))  # one token for the whole page
+        assert f'"X-CSRFToken": "{token}"' in page
+    assert TOKEN.sub("", plain) == TOKEN.sub("", packed).replace(
+        set(TOKEN.findall(packed)).pop(), set(TOKEN.findall(plain)).pop()
+    )
+    # The token the gzipped page carries is good for its forms (CSRF is enforced here).
+    [token] = set(TOKEN.findall(packed))
+    moved = bob.post(
+        "/services/pay/board/S-3/move/", {"column": "Ready", "csrfmiddlewaretoken": token}
+    )
+    assert moved.status_code == 302
+
+
+def test_a_move_an_edit_and_a_renamed_service_show_on_the_next_page(pay, alice):
+    bob = signed_in("bob")
+    assert keys_in(gzipped_page(bob), "Ready") == []
+    board.move_card(actor(alice), "pay", "S-2", "Ready")
+    assert keys_in(gzipped_page(bob), "Ready") == ["S-2"]
+    backlog.update_story(actor(alice), "pay", "S-2", title="Pay by card")
+    assert "Pay by card<" in gzipped_page(bob)
+    board.configure_column(actor(alice), "pay", "Ready", wip_limit=4)
+    assert "Ready 1/4" in gzipped_page(bob)
+    catalog.update_service(actor(alice), "pay", name="Payments")
+    assert "Board · Payments" in gzipped_page(bob)
+
+
+def test_readers_who_may_and_may_not_move_cards_never_get_each_others_board(pay, alice, make_user):
+    make_user("carol")
+    bob, carol = signed_in("bob"), signed_in("carol")
+    for _ in range(2):  # each asking after the other has made their variant
+        for page in (gzipped_page(bob), bob.get("/services/pay/board/").content.decode()):
+            assert "Move to…" in page and "drag-handle" in page
+        for page in (gzipped_page(carol), carol.get("/services/pay/board/").content.decode()):
+            assert "Move to…" not in page and "drag-handle" not in page
+            assert "Only members of the team move cards." in page
+    # A role given is a board that moves at once; taken away, one that does not.
+    catalog.add_member(actor(alice), "pay", "carol", "developer")
+    assert "Move to…" in gzipped_page(carol)
+    catalog.remove_member(actor(alice), "pay", "bob", "developer")
+    assert "Move to…" not in gzipped_page(bob)
+
+
+def test_each_reader_gets_their_own_page_around_the_board(pay, make_user):
+    make_user("carol")
+    bob, carol = signed_in("bob"), signed_in("carol")
+    mine, theirs = gzipped_page(bob), gzipped_page(carol)
+    assert ">bob</a>" in mine and ">carol</a>" not in mine
+    assert ">carol</a>" in theirs and ">bob</a>" not in theirs
+    assert not set(TOKEN.findall(mine)) & set(TOKEN.findall(theirs))

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import cache
 from typing import Any
 
 from django.db import connection
@@ -32,7 +33,7 @@ from obeya.backlog.models import Story
 from obeya.board import flow, logic
 from obeya.board.models import BoardState, Column, FlowDay, FlowStory
 from obeya.catalog.models import Service
-from obeya.core import events
+from obeya.core import events, rows
 from obeya.core.models import Event
 
 CONFIGURED = "board.column_configured"
@@ -151,6 +152,31 @@ def version_of(slug: str) -> int | None:
     """``board_version`` in one query, by slug; None when nothing was recorded for it."""
     version = BoardState.objects.filter(service__slug=slug).values_list("version", flat=True)
     return version.first()
+
+
+@cache
+def _service_and_version_sql() -> str:
+    state, quote = BoardState._meta, rows.quote
+    return (
+        f"SELECT {rows.columns(Service, 's')}, b.{quote(state.get_field('version').column)}"  # noqa: S608 (names from the models)
+        f" FROM {quote(state.db_table)} b JOIN {quote(Service._meta.db_table)} s"
+        f" ON b.{quote(state.get_field('service').column)} = s.{quote('id')}"
+        f" WHERE s.{quote('slug')} = %s"
+    )
+
+
+def service_and_version(slug: str) -> tuple[Service, int] | None:
+    """The service ``slug`` and its board's version, in one query; None as ``version_of``.
+
+    The board page asks for both on every request: through the ORM, building the query
+    (and the service read apart) cost ~0.6 ms of CPU, running it a few µs. Plain SQL with
+    the models' own conversions (obeya.core.rows).
+    """
+    found = rows.fetch(_service_and_version_sql(), [slug])
+    if not found:
+        return None
+    *service, version = found[0]
+    return rows.build(Service, service), int(version)
 
 
 def fold_story_event(story: Story, event: Event) -> None:

@@ -39,6 +39,15 @@ def board_version(slug: str) -> int:
     return version or 0
 
 
+def service_and_version(slug: str) -> tuple[Service, int]:
+    """The service (NotFound for an unknown one) and its board's version, in one query
+    for a board that has changed: the board page needs both on every request."""
+    found = flow_store.service_and_version(slug)
+    if found is None:
+        return catalog.get_service(slug), 0
+    return found
+
+
 T = TypeVar("T")
 _building: dict[str, threading.Lock] = {}
 _building_guard = threading.Lock()
