@@ -4,7 +4,8 @@ A Python process runs its requests on one CPU at a time (the interpreter lock), 
 many CPUs the machine has. The main process binds the listening socket, runs the
 background work (runners, deployers, schedulers) and answers HTTP; it also starts
 ``count - 1`` web workers that answer HTTP on the same socket and do nothing else. Each new
-connection goes to whichever process accepts it first (see FairListener).
+connection goes to a process holding no more connections than the others (see
+FairListener and ConnectionCounts).
 
 A web worker is a fresh interpreter (`python -m obeya serve --http-only --fd N`), not a
 fork, so no thread or lock of the main process is copied into it. Its standard input is a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import mmap
 import os
 import signal
 import socket
@@ -39,27 +41,124 @@ GRACEFUL_S = 10  # requests in flight at shutdown get this long to finish
 RESTART_DELAY_S = 0.5  # a worker that dies is started again after this ...
 RESTART_DELAY_MAX_S = 30.0  # ... doubled, up to this, while it keeps dying young
 YOUNG_S = 10.0  # a worker that died younger than this counts as dying young
+# A process holding more connections than another leaves a new one to it for this long at
+# most (if the other does not take it by then, it may be stuck: this one takes it).
+LEAVE_S = 0.02
+# Asked to accept again within this, a process is asked about the same waiting connection
+# (the event loop asks at once while the socket stays readable); later, about a new one.
+LEAVE_EPISODE_S = 0.005
+GONE = 1 << 40  # the count of a process not (or no longer) serving: nothing is left to it
+COUNTS_ENV = "OBEYA_WEB_WORKER_COUNTS"  # "fd:slots:slot", from the main process to a worker
+
+
+class ConnectionCounts:
+    """How many connections each process of the server holds open, in memory they share.
+
+    Each process writes only its own slot (0 is the main process) and reads the others'.
+    A count read while another process changes it is at most one connection off, which
+    only makes one connection go to the other process than it would have.
+    """
+
+    def __init__(self, fd: int, slots: int) -> None:
+        self.fd = fd
+        self.slots = slots
+        self._memory = mmap.mmap(fd, slots * 8)
+        self._counts = memoryview(self._memory).cast("q")
+
+    @classmethod
+    def create(cls, slots: int) -> ConnectionCounts | None:
+        """Counts for ``slots`` processes, zero; None where the OS has no memfd (not Linux)."""
+        if not hasattr(os, "memfd_create"):
+            return None
+        fd = os.memfd_create("obeya-connections")
+        os.ftruncate(fd, slots * 8)
+        return cls(fd, slots)
+
+    def held(self, slot: int) -> int:
+        return self._counts[slot]
+
+    def set(self, slot: int, count: int) -> None:
+        self._counts[slot] = count
+
+    def add(self, slot: int, change: int) -> None:
+        self._counts[slot] += change
+
+    def fewest_elsewhere(self, slot: int) -> int:
+        """The fewest connections another process holds (GONE if there is none)."""
+        return min((self._counts[n] for n in range(self.slots) if n != slot), default=GONE)
 
 
 class FairListener(socket.socket):
-    """The listening socket shared by the server's processes: each takes one connection a turn.
+    """The listening socket shared by the server's processes: each takes one connection a
+    turn, and leaves it to another process that holds fewer.
 
     asyncio accepts every connection waiting (up to the backlog) each time the socket is
     readable, so a burst of new connections went to whichever process woke first, and
     kept-alive connections stay where they were accepted: 17 of 20 benchmark clients were
-    on one process and 3 on the other. One a turn of the event loop, each free process
-    takes its share, and a busy one, whose loop turns slower, takes fewer.
+    on one process and 3 on the other. One a turn of the event loop, a burst is shared.
+    But connections opened one after another (people signing in one by one) still went
+    mostly to one process, the one that wakes first when both are idle: 17 to 20 of 20 in
+    the board benchmark. So with ConnectionCounts, a process holding more connections than
+    another leaves a new one to that one (every process is woken for each), for LEAVE_S
+    at most.
     """
 
     _took_one = False
+    _counts: ConnectionCounts | None = None
+    _slot = 0
+    _leaving_since = 0.0
+    _left_last = 0.0
+
+    def share(self, counts: ConnectionCounts, slot: int) -> None:
+        """Count this process's connections in ``slot`` of ``counts``, and balance by them."""
+        self._counts, self._slot = counts, slot
+        counts.set(slot, 0)
 
     def accept(self) -> tuple[socket.socket, Any]:
         if self._took_one:
             self._took_one = False
             raise BlockingIOError  # asyncio stops accepting until the socket is ready again
-        accepted = super().accept()
+        if self._counts is None:
+            accepted = super().accept()
+        elif self._leave_to_another(self._counts):
+            raise BlockingIOError  # woken again until someone takes it
+        else:
+            connection, address = super().accept()
+            accepted = HeldConnection.adopt(connection, self._counts, self._slot), address
         self._took_one = True
         return accepted
+
+    def _leave_to_another(self, counts: ConnectionCounts) -> bool:
+        if counts.held(self._slot) <= counts.fewest_elsewhere(self._slot):
+            return False
+        now = time.monotonic()
+        if now - self._left_last > LEAVE_EPISODE_S:  # not asked again at once: a new one
+            self._leaving_since = now
+        self._left_last = now
+        return now - self._leaving_since < LEAVE_S
+
+
+class HeldConnection(socket.socket):
+    """An accepted connection, counted in its process's slot until it is closed."""
+
+    _counts: ConnectionCounts
+    _slot: int
+    _open = False
+
+    @classmethod
+    def adopt(
+        cls, connection: socket.socket, counts: ConnectionCounts, slot: int
+    ) -> HeldConnection:
+        held = cls(connection.family, connection.type, connection.proto, connection.detach())
+        held._counts, held._slot, held._open = counts, slot, True
+        counts.add(slot, 1)
+        return held
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._counts.add(self._slot, -1)
+        super().close()
 
 
 def listen(host: str, port: int) -> FairListener:
@@ -104,9 +203,10 @@ def _config() -> uvicorn.Config:
 class WebWorkers:
     """The web worker processes beside the main one: started, watched, restarted, stopped."""
 
-    def __init__(self, sock: socket.socket, count: int) -> None:
+    def __init__(self, sock: socket.socket, count: int, counts: ConnectionCounts | None) -> None:
         self._fd = sock.fileno()
         self._count = count
+        self._counts = counts
         # Only the workers get the read end; the write end stays here, and nothing else
         # inherits it (os.pipe is close-on-exec), so its end of file means "stop".
         self._stop_read, self._stop_write = os.pipe()
@@ -117,7 +217,7 @@ class WebWorkers:
 
     def start(self) -> None:
         with self._lock:
-            self._processes = [self._spawn() for _ in range(self._count)]
+            self._processes = [self._spawn(slot) for slot in range(self._count)]
         if self._count:
             self._watcher.start()
 
@@ -141,11 +241,16 @@ class WebWorkers:
                 process.wait()
         os.close(self._stop_read)
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self, slot: int) -> subprocess.Popen[bytes]:
+        env, fds = dict(os.environ), [self._fd]
+        if self._counts is not None:
+            env[COUNTS_ENV] = f"{self._counts.fd}:{self._counts.slots}:{slot + 1}"
+            fds.append(self._counts.fd)
         return subprocess.Popen(
             [sys.executable, "-m", "obeya", "serve", "--http-only", "--fd", str(self._fd)],
             stdin=self._stop_read,
-            pass_fds=(self._fd,),
+            pass_fds=fds,
+            env=env,
         )
 
     def _watch(self) -> None:
@@ -156,6 +261,8 @@ class WebWorkers:
                 code = self._processes[slot].poll()
                 if code is None:
                     continue
+                if self._counts is not None:
+                    self._counts.set(slot + 1, GONE)  # until its successor counts again
                 young = time.monotonic() - born[slot] < YOUNG_S
                 delay = delays[slot] if young else RESTART_DELAY_S
                 delays[slot] = min(delay * 2, RESTART_DELAY_MAX_S)
@@ -172,7 +279,7 @@ class WebWorkers:
                 with self._lock:
                     if self._stopping.is_set():
                         return
-                    self._processes[slot] = self._spawn()
+                    self._processes[slot] = self._spawn(slot)
                 born[slot] = time.monotonic()
 
 
@@ -207,7 +314,12 @@ class _MainServer(uvicorn.Server):
 
 def serve(sock: socket.socket, count: int) -> None:
     """Answer HTTP on ``sock`` here and in ``count - 1`` web workers, until a signal."""
-    workers = WebWorkers(sock, count - 1)
+    counts = ConnectionCounts.create(count) if count > 1 else None
+    if counts is not None and isinstance(sock, FairListener):
+        for slot in range(1, count):
+            counts.set(slot, GONE)  # until each worker has loaded and serves
+        sock.share(counts, 0)
+    workers = WebWorkers(sock, count - 1, counts)
     workers.start()
     _MainServer(_config(), workers).run(sockets=[sock])
 
@@ -241,4 +353,8 @@ def serve_http_only(fd: int) -> None:
     threading.Thread(
         target=_until_end_of_file, args=(server,), name="main-process-watch", daemon=True
     ).start()
-    server.run(sockets=[FairListener(fileno=fd)])
+    sock = FairListener(fileno=fd)
+    if os.environ.get(COUNTS_ENV):
+        counts_fd, slots, slot = (int(part) for part in os.environ[COUNTS_ENV].split(":"))
+        sock.share(ConnectionCounts(counts_fd, slots), slot)
+    server.run(sockets=[sock])
