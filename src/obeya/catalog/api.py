@@ -13,6 +13,7 @@ from obeya.catalog import services
 from obeya.core import events
 from obeya.core.actors import actor_for_request
 from obeya.core.api import EventOut
+from obeya.core.paging import Mapped
 
 router = Router(tags=["catalog"])
 
@@ -163,7 +164,7 @@ def move_stage(request: HttpRequest, slug: str, payload: TransitionIn) -> Status
 @router.get("/services/{slug}/members", response=list[MemberOut], summary="The service's team")
 @paginate(LimitOffsetPagination)
 def list_members(request: HttpRequest, slug: str) -> Any:
-    return [_member(m) for m in services.members(services.get_service(slug))]
+    return Mapped(services.members(services.get_service(slug)), _member)
 
 
 @router.post("/services/{slug}/members", response={201: MemberOut}, summary="Give someone a role")

@@ -16,6 +16,7 @@ from obeya.core import events, services
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import Unauthenticated
 from obeya.core.models import ApiToken, User
+from obeya.core.paging import Mapped
 from obeya.core.roles import ROLE_DESCRIPTIONS, ROLE_PERMISSIONS, Role
 
 router = Router(tags=["core"])
@@ -170,7 +171,7 @@ def _token(token: ApiToken) -> dict[str, Any]:
 @paginate(LimitOffsetPagination)
 def list_tokens(request: HttpRequest, username: str | None = None) -> Any:
     owner = services.get_user(username) if username else _me(request)
-    return [_token(t) for t in services.list_tokens(actor_for_request(request, "api"), owner)]
+    return Mapped(services.list_tokens(actor_for_request(request, "api"), owner), _token)
 
 
 @router.post("/tokens", response={201: TokenCreated}, summary="Create an API token")

@@ -11,6 +11,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from obeya.core.actors import actor_for_request
 from obeya.core.errors import InvalidInput
+from obeya.core.paging import Mapped
 from obeya.deploy import services
 from obeya.deploy.schemas import (
     DecisionIn,
@@ -130,7 +131,7 @@ def _deployment(deployment_id: int) -> Any:
 )
 @paginate(LimitOffsetPagination)
 def list_environments(request: HttpRequest, slug: str) -> Any:
-    return [_environment(e) for e in services.list_environments(slug).select_related("service")]
+    return Mapped(services.list_environments(slug).select_related("service"), _environment)
 
 
 @router.post(

@@ -11,6 +11,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 
 from obeya.core.actors import Actor, actor_for_request
 from obeya.core.errors import PermissionDenied
+from obeya.core.paging import Mapped
 from obeya.pipelines import andon, artifacts, leases, reports, runners, runs, secrets_store
 from obeya.pipelines.models import Job, Run, Runner
 
@@ -180,7 +181,7 @@ def run_detail(run: Run) -> dict[str, Any]:
 @router.get("/services/{slug}/runs", response=list[RunOut], summary="A service's runs")
 @paginate(LimitOffsetPagination)
 def list_runs(request: HttpRequest, slug: str, branch: str = "") -> Any:
-    return [run_body(run) for run in runs.list_runs(slug, branch).select_related("triggered_by")]
+    return Mapped(runs.list_runs(slug, branch).select_related("triggered_by"), run_body)
 
 
 @router.post(

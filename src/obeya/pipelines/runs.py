@@ -154,8 +154,9 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
             errors=problems,
             created_at=now,
         )
-        for position, job in enumerate(planned):
-            Job.objects.create(run=run, position=position, **job)
+        Job.objects.bulk_create(
+            Job(run=run, position=position, **job) for position, job in enumerate(planned)
+        )
         events.record(
             actor,
             "run.created",
