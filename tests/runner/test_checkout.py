@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -354,3 +355,22 @@ def test_a_change_right_after_the_picture_is_compared_by_content(tmp_path: Path)
 
     (tree / "file").write_text("xyz")
     assert not picture.still(tree)
+
+
+def test_a_racy_entry_found_unchanged_later_is_told_by_its_stat(tmp_path: Path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("abc")
+    picture = checkout._Picture.take(tree)
+    assert picture is not None and picture.still(tree)
+    assert "file" in picture.settled().racy  # still within the granularity
+    os.utime(tree / "file", ns=(0, 0))  # moves ctime: the picture no longer holds
+    assert not picture.still(tree)
+    picture = checkout._Picture.take(tree)
+    assert picture is not None
+    time.sleep(checkout.RACY_NS / 1e9 + 0.01)
+    assert picture.still(tree)
+    settled = picture.settled()
+    assert settled.racy == {} and settled.entries == picture.entries
+    (tree / "file").write_text("xyz")  # a later change moves the ctime
+    assert not settled.still(tree)

@@ -213,6 +213,7 @@ class Checkouts:
 
     def _put_back(self, repository: Path, state: _Repository) -> None:
         if state.picture is not None and state.picture.still(repository):
+            state.picture = state.picture.settled()
             state.clean = True  # the job changed nothing
             return
         state.picture = None
@@ -375,6 +376,20 @@ class _Picture:
             )
         except OSError:
             return False
+
+    def settled(self) -> _Picture:
+        """This picture, just found `still`, without the entries that are no longer racy:
+        their content was the same a moment ago, and a change from now on moves their
+        ctime, so their stat alone tells from now on."""
+        if not self.racy:
+            return self
+        now = time.time_ns()
+        racy = {
+            path: digest
+            for path, digest in self.racy.items()
+            if self.entries[path][8] >= now - RACY_NS
+        }
+        return _Picture(self.root, self.entries, racy)
 
 
 def _entries(top: Path) -> dict[str, _Stat] | None:
