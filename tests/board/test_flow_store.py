@@ -10,7 +10,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from obeya.backlog import services as backlog
@@ -70,6 +70,13 @@ steps = st.lists(
 @pytest.mark.django_db
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=steps, days=st.integers(1, 20), later=st.integers(0, 48))
+# A rename stamped before the events recorded ahead of it (the clock set back) folds in
+# the order it was made: replayed by time, the first column ended under its old name.
+@example(
+    history=[(0, "create", 0, 0), (0, "rename", 0, 0), (-1, "rename", 0, 0), (0, "create", 0, 0)],
+    days=1,
+    later=0,
+)
 def test_the_stored_flow_matches_a_replay_of_the_log(history, days, later):
     with override_settings(TIME_ZONE="Asia/Kolkata"):  # +05:30: days do not start at UTC midnight
         user = core.create_user(

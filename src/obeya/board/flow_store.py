@@ -61,8 +61,6 @@ def story_events(
     """
     found = log if log is not None else events.timeline(service=slug)
     found = found.filter(service=slug)
-    if until is not None:
-        found = found.filter(at__lte=until)
     rows = (
         found.filter(kind__in=(flow.CREATED, flow.MOVED))
         .annotate(
@@ -95,7 +93,42 @@ def story_events(
     records += [
         flow.StoryEvent(parse(at), seq, flow.RENAMED, old, new) for at, seq, old, new in renames
     ]
+    records = _renames_in_recorded_order(records)
+    if until is not None:
+        records = [record for record in records if record.at <= until]
     return records
+
+
+def _renames_in_recorded_order(records: list[flow.StoryEvent]) -> list[flow.StoryEvent]:
+    """Each rename at the latest time of the events recorded before it, if that is later.
+
+    A rename changes the names every later event uses, so renames must fold in the order
+    they were made. Times alone can disagree (a clock set back, two servers' clocks
+    apart): a rename stamped before an event recorded ahead of it would fold first, and
+    the board's first column would end up under a name it no longer has. Story events
+    keep their own times.
+    """
+    renames = sorted((record for record in records if record.kind == flow.RENAMED), key=_seq_of)
+    if not renames:
+        return records
+    others = sorted((record for record in records if record.kind != flow.RENAMED), key=_seq_of)
+    adjusted: list[flow.StoryEvent] = []
+    latest: datetime | None = None
+    position = 0
+    for rename in renames:  # the latest time recorded before each rename, in one pass
+        while position < len(others) and others[position].seq < rename.seq:
+            at = others[position].at
+            latest = at if latest is None or at > latest else latest
+            position += 1
+        if latest is not None and rename.at < latest:
+            rename = rename._replace(at=latest)
+        latest = rename.at if latest is None or rename.at > latest else latest
+        adjusted.append(rename)
+    return others + adjusted
+
+
+def _seq_of(record: flow.StoryEvent) -> int:
+    return record.seq
 
 
 # ---- folding as events are recorded ----------------------------------------------------------
