@@ -57,13 +57,20 @@ class ConnectionCounts:
     Each process writes only its own slot (0 is the main process) and reads the others'.
     A count read while another process changes it is at most one connection off, which
     only makes one connection go to the other process than it would have.
+
+    One more number after the slots is the processes' wake-up counter for runners waiting
+    for a job (obeya.pipelines.wakeup.share).
     """
 
     def __init__(self, fd: int, slots: int) -> None:
         self.fd = fd
         self.slots = slots
-        self._memory = mmap.mmap(fd, slots * 8)
+        self._memory = mmap.mmap(fd, (slots + 1) * 8)
         self._counts = memoryview(self._memory).cast("q")
+
+    def wake_counter(self) -> memoryview:
+        """The processes' shared wake-up counter for waiting runners."""
+        return self._counts[self.slots : self.slots + 1]
 
     @classmethod
     def create(cls, slots: int) -> ConnectionCounts | None:
@@ -71,7 +78,7 @@ class ConnectionCounts:
         if not hasattr(os, "memfd_create"):
             return None
         fd = os.memfd_create("obeya-connections")
-        os.ftruncate(fd, slots * 8)
+        os.ftruncate(fd, (slots + 1) * 8)
         return cls(fd, slots)
 
     def held(self, slot: int) -> int:
@@ -319,6 +326,8 @@ def serve(sock: socket.socket, count: int) -> None:
         for slot in range(1, count):
             counts.set(slot, GONE)  # until each worker has loaded and serves
         sock.share(counts, 0)
+    if counts is not None:
+        wakeup.share(counts.wake_counter())
     workers = WebWorkers(sock, count - 1, counts)
     workers.start()
     _MainServer(_config(), workers).run(sockets=[sock])
@@ -356,5 +365,7 @@ def serve_http_only(fd: int) -> None:
     sock = FairListener(fileno=fd)
     if os.environ.get(COUNTS_ENV):
         counts_fd, slots, slot = (int(part) for part in os.environ[COUNTS_ENV].split(":"))
-        sock.share(ConnectionCounts(counts_fd, slots), slot)
+        counts = ConnectionCounts(counts_fd, slots)
+        sock.share(counts, slot)
+        wakeup.share(counts.wake_counter())
     server.run(sockets=[sock])
