@@ -17,39 +17,8 @@ from obeya.asgi import KEPT_THREADS, RequestHandler
 
 async def _get(handler: RequestHandler, path: str) -> int:
     """One GET through ``handler``, as uvicorn would send it; the status."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-    answered = asyncio.Event()
-    received: list[bool] = []
-    status: list[int] = []
-
-    async def receive() -> dict[str, Any]:
-        if not received:
-            received.append(True)
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await answered.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(message["status"])
-        elif not message.get("more_body"):
-            answered.set()
-
-    await handler(scope, receive, send)
-    return status[0]
+    status, _ = await _exchange(handler, path)
+    return status
 
 
 @pytest.fixture
