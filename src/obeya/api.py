@@ -56,12 +56,13 @@ def build_api() -> NinjaAPI:
         auth=[TokenAuth(), SessionAuth()],
         urls_namespace="api",
     )
+    # The runner protocol first: URLs are tried in order, and runners call the most often.
+    api.add_router("/", runner_router)
     api.add_router("/", core_router)
     api.add_router("/", catalog_router)
     api.add_router("/", backlog_router)
     api.add_router("/", board_router)
     api.add_router("/", pipelines_router)
-    api.add_router("/", runner_router)
     api.add_router("/", hooks_router)
     api.add_router("/", flow_router)
     api.add_router("/", deploy_router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -90,11 +91,21 @@ def _jobs(where: str, params: list[Any], *, lock: bool = False) -> list[Job]:
     return found
 
 
+# While a result and the next claim are recorded together, a service's secrets are read
+# once for both (masking the log's tail, then the next job's payload).
+_read_once = threading.local()
+
+
 def _secrets(service_id: int) -> list[tuple[str, str]]:
+    memo: dict[int, list[tuple[str, str]]] | None = getattr(_read_once, "secrets", None)
+    if memo is not None and service_id in memo:
+        return memo[service_id]
     table = rows.quote(Secret._meta.db_table)
     query = f"SELECT name, value FROM {table} WHERE service_id = %s"  # noqa: S608 (the model's table)
-    found = rows.fetch(query, [service_id])
-    return sorted((str(name), str(value)) for name, value in found)
+    found = sorted((str(name), str(value)) for name, value in rows.fetch(query, [service_id]))
+    if memo is not None:
+        memo[service_id] = found
+    return found
 
 
 def _seen(runner: Runner, now: datetime) -> None:
@@ -371,15 +382,21 @@ def complete_then_claim(
     runner claims its next job the usual way.
     """
     _check_result(outcome, log)
-    with transaction.atomic():
-        # No savepoint around the result: if it fails, the whole call does.
-        job = _complete(runner, job_id, lease_token, outcome, exit_code, reason, log_offset, log)
-        try:
-            with transaction.atomic():
-                following = claim(runner)
-        except DatabaseError:
-            logger.exception("runner %s: claiming after job %s failed", runner, job_id)
-            following = None
+    _read_once.secrets = {}
+    try:
+        with transaction.atomic():
+            # No savepoint around the result: if it fails, the whole call does.
+            job = _complete(
+                runner, job_id, lease_token, outcome, exit_code, reason, log_offset, log
+            )
+            try:
+                with transaction.atomic():
+                    following = claim(runner)
+            except DatabaseError:
+                logger.exception("runner %s: claiming after job %s failed", runner, job_id)
+                following = None
+    finally:
+        _read_once.secrets = None
     return job, following
 
 

@@ -192,8 +192,9 @@ def advance(actor: Actor, run: Run) -> None:
     needs (a run's jobs are locked all the same).
     """
     table = rows.quote(Job._meta.db_table)
+    # Only a job still waiting (created) needs its needs read: the rest stay as stored.
     graph = [
-        (pk, name, kind, state, json.loads(needs) if isinstance(needs, str) else needs)
+        (pk, name, kind, state, _needs(needs) if state == JobStatus.CREATED else ())
         for pk, name, kind, state, needs in rows.fetch(
             f"SELECT id, name, kind, status, needs FROM {table} WHERE run_id = %s "  # noqa: S608 (the model's table)
             f"ORDER BY position{rows.lock_clause()}",
@@ -246,6 +247,10 @@ def advance(actor: Actor, run: Run) -> None:
             run.started_at = now
         run.status = new_status
         rows.save(run, ["status", "started_at"])
+
+
+def _needs(stored: Any) -> list[str]:
+    return json.loads(stored) if isinstance(stored, str) else list(stored)
 
 
 def _start(actor: Actor, job: Job) -> None:
