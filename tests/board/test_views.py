@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -165,3 +167,30 @@ def test_the_flow_charts_show_only_when_their_template_exists(alice, web, monkey
     assert not views._flow_charts_ready()
     html = page(web.get("/services/pay/board/"))
     assert "data-flow-charts" not in html
+
+
+def test_a_change_shows_on_the_card_it_changed_and_the_others_stay_as_they_were(alice, web):
+    # Cards are rendered once and kept by what they show (board.views): what changed must
+    # show, on the changed card only.
+    story(alice, "Pay by card")
+    story(alice, "Refunds")
+    before = page(web.get("/services/pay/board/"))
+    backlog.update_story(actor(alice), "pay", "S-1", title="Pay by card, 3-D Secure")
+    board.move_card(actor(alice), "pay", "S-1", "Ready")
+    board.check_item(actor(alice), "pay", "S-1", "Estimated", True)
+    after = page(web.get("/services/pay/board/"))
+    card = card_html(after, "S-1")
+    assert "Pay by card, 3-D Secure" in card
+    assert 'aria-label="Definition of done of Ready"' in card
+    assert 'value="Estimated" checked' not in card and 'value="1" checked' in card
+    assert without_tokens(card_html(after, "S-2")) == without_tokens(card_html(before, "S-2"))
+    # The request's own CSRF token is in every form, kept cards or not.
+    assert len(set(CSRF_VALUE.findall(after))) == 1
+    assert CSRF_VALUE.findall(after)[0] in card_html(after, "S-2")
+
+
+CSRF_VALUE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def without_tokens(html: str) -> str:
+    return CSRF_VALUE.sub("", html)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -56,6 +59,68 @@ def _card(card: Any, verdicts: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# The slot the board part's CSRF token goes in: a marker split out of the part before it is
+# kept (gzip_slots), so it never reaches a reader; one per process, so that a card's HTML
+# can be kept across versions of the board.
+_SLOT = secrets.token_urlsafe(24)
+MAX_CARDS_KEPT = 20_000
+
+
+class _CardsKept:
+    """Each card's HTML, by everything board/_card.html shows of it: after a move, the
+    board part is built again, but only the cards the move changed are rendered again
+    (rendering a card costs ~0.2 ms; a board shows up to 250 of them). The oldest are
+    dropped past ``MAX_CARDS_KEPT``."""
+
+    def __init__(self) -> None:
+        self._html: OrderedDict[tuple[Any, ...], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def html(self, key: tuple[Any, ...], render: Callable[[], str]) -> str:
+        with self._lock:
+            found = self._html.get(key)
+            if found is not None:
+                self._html.move_to_end(key)
+                return found
+        made = render()
+        with self._lock:
+            self._html[key] = made
+            while len(self._html) > MAX_CARDS_KEPT:
+                self._html.popitem(last=False)
+        return made
+
+
+_cards_kept = _CardsKept()
+
+
+def _card_html(entry: dict[str, Any], context: dict[str, Any], *, keep: bool) -> str:
+    """board/_card.html for one card (``context``: the board's own part of what it shows)."""
+    template = get_template("board/_card.html")
+
+    def render() -> str:
+        return template.render({**context, "c": entry})
+
+    if not keep:
+        return render()
+    card, story = entry["card"], entry["story"]
+    key = (
+        story.pk,
+        story.key,
+        story.kind,
+        story.title,
+        entry["acceptance"],
+        tuple(entry["assignees"]),
+        tuple(entry["checklist"]),
+        card.override_reason,
+        card.override_by,
+        card.column.name,
+        tuple(context["column_names"]),
+        context["can_move"],
+        context["service"].slug,
+    )
+    return _cards_kept.html(key, render)
+
+
 def _board_part(
     slug: str,
     version: int,
@@ -99,33 +164,40 @@ def _render_board_part(
     data = reading.board_page(slug, shown=None if show_all else reading.CARDS_SHOWN)
     shown = [card.story for column in data["columns"] for card in column["cards"]]
     verdicts = backlog.acceptances(data["service"], among=shown)
+    card_context = {
+        "service": data["service"],
+        "column_names": [column["column"].name for column in data["columns"]],
+        "kind_labels": KIND_LABELS,
+        "acceptance_words": ACCEPTANCE_WORDS,
+        "refused": refused,
+        "can_move": can_move,
+        "csrf_token": _SLOT,
+    }
     columns = [
         {
             **column,
-            "cards": [_card(card, verdicts) for card in column["cards"]],
+            "cards": [
+                mark_safe(  # noqa: S308 (rendered by the template engine, which escapes)
+                    _card_html(_card(card, verdicts), card_context, keep=refused is None)
+                )
+                for card in column["cards"]
+            ],
             "gates": [logic.GATES.get(gate, gate) for gate in column["column"].gates],
         }
         for column in data["columns"]
     ]
-    slot = secrets.token_urlsafe(24)
     html = render_to_string(
         "board/_board.html",
         {
-            "service": data["service"],
+            **card_context,
             "columns": columns,
-            "column_names": [column["column"].name for column in columns],
-            "kind_labels": KIND_LABELS,
-            "acceptance_words": ACCEPTANCE_WORDS,
-            "refused": refused,
-            "can_move": can_move,
             "show_all": show_all,
             "shown": reading.CARDS_SHOWN,
-            "csrf_token": slot,
             "flow_charts": flow_charts,
             "flow_url": f"/api/services/{slug}/flow?days=90",
         },
     )
-    return gzip_slots.slotted(html.encode().split(slot.encode()), CSRF_TOKEN_LENGTH)
+    return gzip_slots.slotted(html.encode().split(_SLOT.encode()), CSRF_TOKEN_LENGTH)
 
 
 def _board_page(
