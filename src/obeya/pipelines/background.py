@@ -4,8 +4,10 @@ the embedded runners.
 Embedded runners are the same runner code a remote machine runs (`obeya.runner`), making
 the same HTTP requests to the same routes, so there is one protocol to trust, not two.
 Their requests go straight to this process's Django request handler (`InProcessTransport`)
-rather than through a socket and the ASGI server: same authentication, middleware and
-views, without a loopback connection, an event-loop hop and a thread hop per call.
+rather than through a socket and the ASGI server: the same URLs, authentication and views,
+without a loopback connection, an event-loop hop and a thread hop per call, and without the
+site's middleware, which is all for browsers (sessions, CSRF, static files, frame and
+transport headers): the runner protocol authenticates each call by its runner token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any, cast
 
 import httpx
 from django.conf import settings
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 from django.utils import timezone
@@ -156,9 +160,7 @@ class InProcessTransport(httpx.BaseTransport):
     """
 
     def __init__(self) -> None:
-        from django.core.handlers.wsgi import WSGIHandler
-
-        self._handler = WSGIHandler()
+        self._handler = _RunnerProtocolHandler()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         environ: dict[str, Any] = {
@@ -196,6 +198,17 @@ class InProcessTransport(httpx.BaseTransport):
             headers=[(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers],
             stream=_ResponseBody(body),
         )
+
+
+class _RunnerProtocolHandler(WSGIHandler):
+    """Django's WSGI handler without the middleware of settings.MIDDLEWARE: URL, view and
+    the conversion of an uncaught error to a 500 answer, as for any request."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware: list[Any] = []
+        self._template_response_middleware: list[Any] = []
+        self._exception_middleware: list[Any] = []
+        self._middleware_chain = convert_exception_to_response(self._get_response)  # type: ignore[attr-defined]
 
 
 class _RequestBody(io.RawIOBase):
