@@ -126,11 +126,21 @@ class Checkouts:
 
     def release(self, workspace: Path) -> None:
         """The job in ``workspace`` is over: put the tree back (unless the job left it
-        exactly as it was), in the background."""
+        exactly as it was), in the background.
+
+        When no entry needs reading (none was written just before the picture), whether
+        the job changed anything is told here and now, from a stat of each entry: on
+        another thread, those few dozen system calls each handed the interpreter lock
+        back and forth with this thread's report of the result.
+        """
         state = self._known.get(workspace)
         if state is None:
             return
         state.clean = False
+        picture = state.picture
+        if picture is not None and not picture.racy and picture.still(workspace):
+            state.clean = True  # the job changed nothing
+            return
         self._reset = threads.spawn(lambda: self._put_back(workspace, state), "checkout-reset")
 
     def wait(self) -> None:

@@ -51,7 +51,11 @@ class LogShipper:
         self._mask_lock = threading.Lock()  # the masker is fed and released from two threads
         self._closing = False
         self._busy = False  # the loop is between waits: masking or sending
-        self._thread = threads.spawn(self._loop, f"log-{job_id}")
+        # The shipping thread starts once the job has run a quarter second, or as soon
+        # as a full chunk waits; a job done before then sends its whole log with its
+        # result and never needs it.
+        self._thread = threads.later(SHIP_INTERVAL_S, self._loop, f"log-{job_id}")
+        self._loop_done = threading.Event()
 
     def write(self, chunk: bytes) -> None:
         if chunk:
@@ -72,8 +76,11 @@ class LogShipper:
             while len(self._buffer) > MAX_BUFFER and not self._lost.is_set():
                 self._cond.wait(0.5)
             self._buffer += masked
-            if len(self._buffer) >= MAX_CHUNK:
+            full = len(self._buffer) >= MAX_CHUNK
+            if full:
                 self._cond.notify_all()  # a full chunk is waiting: ship it now
+        if full:
+            self._thread.start_now()
 
     def _send_some(self) -> bool:
         with self._cond:
@@ -101,11 +108,19 @@ class LogShipper:
         return self._closing and len(self._buffer) <= MAX_TAIL
 
     def _loop(self) -> None:
+        try:
+            self._ship()
+        finally:
+            self._loop_done.set()
+
+    def _ship(self) -> None:
+        waited = True  # started an interval into the job, or for a full chunk: send now
         while not self._lost.is_set():
             with self._cond:
                 self._busy = False
-                if not self._closing and len(self._buffer) < MAX_CHUNK:
+                if not waited and not self._closing and len(self._buffer) < MAX_CHUNK:
                     self._cond.wait(SHIP_INTERVAL_S)
+                waited = False
                 if self._tail_left():
                     return  # the rest goes with the result
                 closing = self._closing
@@ -137,12 +152,15 @@ class LogShipper:
         with self._cond:
             self._buffer += tail
             self._closing = True
+            if self._tail_left() and self._thread.cancel():
+                return self._sent, bytes(self._buffer)  # never started: nothing to wait for
             self._cond.notify_all()
             if not self._busy and self._tail_left():
                 # The loop waits (or has not started): it will find the tail left for the
                 # result and end without sending; no need to wait for it to wake.
                 return self._sent, bytes(self._buffer)
-        self._thread.join(timeout_s)
+        self._thread.start_now()  # more than the result can carry is left: ship it
+        self._loop_done.wait(timeout_s)
         with self._cond:
             return self._sent, bytes(self._buffer)
 
@@ -164,7 +182,8 @@ class Heartbeat:
         self._cancel, self._lost = cancel, lost
         self.cancel_requested = False  # the server asked (a person canceled the job)
         self._stop = threading.Event()
-        threads.spawn(self._loop, f"beat-{job_id}")
+        # The first beat is an interval away; its thread starts when the shipper's would.
+        self._start = threads.later(SHIP_INTERVAL_S, self._loop, f"beat-{job_id}")
 
     def _loop(self) -> None:
         client, job_id, lease = self._args
@@ -185,3 +204,4 @@ class Heartbeat:
         """No more heartbeats. Not waited for: a beat already on its way may come back
         refused (the result landed first), which it then ignores."""
         self._stop.set()
+        self._start.cancel()
