@@ -98,9 +98,13 @@ def run_script(
         )
         assert proc.stdout is not None
         reader = _OutputReader(proc.stdout.fileno(), on_output, flush_interval_s, max_chunk_bytes)
-        reader.start()
         exit_watch = _ExitWatch(proc.pid)
         try:
+            # The first interval's output is read here, waiting for it and for the exit
+            # at once: most short scripts are over by then and need no reader thread.
+            reader.read_inline(exit_watch, started + min(flush_interval_s, timeout_s), cancel)
+            if not exit_watch.exited():
+                reader.start()  # from here a thread reads, as long as the job runs
             stopped = _wait(exit_watch, started + timeout_s, cancel, reader)
         finally:  # also when interrupted: the job never outlives this call
             _stop_group(exit_watch, reader, kill_grace_s)
@@ -193,6 +197,11 @@ class _ExitWatch:
         else:
             select.select([self._fd], [], [], max(0.0, timeout_s))
 
+    @property
+    def fd(self) -> int | None:
+        """A descriptor that turns readable when the child exits (None without pidfds)."""
+        return self._fd
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -228,7 +237,7 @@ def _stop_group(child: _ExitWatch, reader: _OutputReader, grace_s: float) -> Non
         elif reader.done.is_set():
             break
         else:  # the leader is gone; the pipe closes when the rest of the group goes
-            reader.done.wait(min(_POLL_S, remaining))
+            reader.join(min(_POLL_S, remaining))
     _signal_group(pgid, signal.SIGKILL)
 
 
@@ -244,7 +253,9 @@ def _has_exited(pid: int) -> bool:
 
 
 class _OutputReader:
-    """Reads the job's pipe and hands it on in bounded, timely chunks, on a kept thread."""
+    """Reads the job's pipe and hands it on in bounded, timely chunks: in the job's own
+    thread for the first interval (`read_inline`), then, if the job still runs, on a kept
+    thread (`start`)."""
 
     def __init__(
         self,
@@ -262,41 +273,87 @@ class _OutputReader:
         self.failed = threading.Event()
         self.error: Exception | None = None
         self._task: threads.Task | None = None
+        self._pending = bytearray()
+        self._first_byte_at = 0.0
+        self._eof = False
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(fd, selectors.EVENT_READ, "output")
+
+    def read_inline(self, child: _ExitWatch, until: float, cancel: threading.Event) -> None:
+        """Read in the calling thread until ``until``, the child's exit or a cancel: a
+        short script is read to its end without a thread of its own."""
+        if child.fd is not None:
+            self._selector.register(child.fd, selectors.EVENT_READ, "exit")
+        try:
+            while not self._eof and (remaining := until - time.monotonic()) > 0:
+                ready = self._step(min(remaining, _POLL_S))
+                if "exit" in ready or self.failed.is_set() or cancel.is_set():
+                    break
+                if child.fd is None and child.exited():
+                    break
+        finally:
+            if child.fd is not None:
+                self._selector.unregister(child.fd)
+        if self._eof:
+            self._finish()
 
     def start(self) -> None:
         self._task = threads.spawn(self.run, "obeya-job-output")
 
     def join(self, timeout: float | None = None) -> None:
-        self.done.wait(timeout)
+        """Until the output has ended (or ``timeout``); read here while no thread reads."""
+        if self._task is not None or self.done.is_set():
+            self.done.wait(timeout)
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._eof and not self.stop.is_set():
+            remaining = _IDLE_WAKE_S if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._step(min(remaining, _IDLE_WAKE_S))
+        self._finish()
 
     def is_alive(self) -> bool:
         return not self.done.is_set()
 
     def run(self) -> None:
-        pending = bytearray()
-        first_byte_at = 0.0
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._fd, selectors.EVENT_READ)
-            try:
-                while not self.stop.is_set():
-                    wait = _IDLE_WAKE_S
-                    if pending:
-                        wait = max(0.0, first_byte_at + self._interval - time.monotonic())
-                    if selector.select(min(wait, _IDLE_WAKE_S)):
-                        data = os.read(self._fd, self._max - len(pending))
-                        if not data:
-                            break
-                        if not pending:
-                            first_byte_at = time.monotonic()
-                        pending += data
-                    due = time.monotonic() - first_byte_at >= self._interval
-                    if pending and (len(pending) >= self._max or due):
-                        self._deliver(bytes(pending))
-                        pending.clear()
-            finally:
-                if pending:
-                    self._deliver(bytes(pending))
-                self.done.set()
+        try:
+            while not self.stop.is_set() and not self._eof:
+                self._step(_IDLE_WAKE_S)
+        finally:
+            self._finish()
+
+    def _step(self, timeout_s: float) -> set[str]:
+        """Wait up to ``timeout_s`` (less when a chunk is due) for output; read it, and
+        hand on what is due. Which of the watched descriptors turned readable."""
+        wait = timeout_s
+        if self._pending:
+            wait = min(wait, max(0.0, self._first_byte_at + self._interval - time.monotonic()))
+        ready = {str(key.data) for key, _ in self._selector.select(wait)}
+        if "output" in ready:
+            data = os.read(self._fd, self._max - len(self._pending))
+            if not data:
+                self._eof = True
+            else:
+                if not self._pending:
+                    self._first_byte_at = time.monotonic()
+                self._pending += data
+        due = time.monotonic() - self._first_byte_at >= self._interval
+        if self._pending and (len(self._pending) >= self._max or due):
+            self._deliver(bytes(self._pending))
+            self._pending.clear()
+        return ready
+
+    def _finish(self) -> None:
+        if self.done.is_set():
+            return
+        try:
+            if self._pending:
+                self._deliver(bytes(self._pending))
+                self._pending.clear()
+        finally:
+            self._selector.close()
+            self.done.set()
 
     def _deliver(self, chunk: bytes) -> None:
         if self.error is not None:

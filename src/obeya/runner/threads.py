@@ -109,8 +109,13 @@ class Later:
             return True
 
 
+# The clock looks at most this often: a task starts up to this late, and a stream of short
+# jobs (each adding tasks it cancels soon after) wakes it this often, not once a job.
+TICK_S = 0.05
+
+
 class _Clock:
-    """One thread that starts each `Later` when its time comes."""
+    """One thread that starts each `Later` when its time comes (up to `TICK_S` late)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -147,6 +152,7 @@ class _Clock:
                     task.start_now()
                 except Exception:  # the clock must go on for the other jobs
                     log.exception("runner thread %s could not start", task.name)
+            time.sleep(TICK_S)
 
 
 _clock = _Clock()
