@@ -20,9 +20,17 @@ class PipelinesConfig(AppConfig):
 
 
 def _andon_context(slug: str) -> dict[str, Any]:
+    """The service's andon, for the banner of every service page (one plain statement)."""
+    from obeya.catalog.models import Service
+    from obeya.core import rows
     from obeya.pipelines.models import Andon
 
-    return {"andon": Andon.objects.filter(service__slug=slug).first()}
+    found = rows.select(
+        Andon,
+        f"JOIN {rows.quote(Service._meta.db_table)} s ON s.id = t.service_id WHERE s.slug = %s",
+        [slug],
+    )
+    return {"andon": found[0] if found else None}
 
 
 _EVENT_TEXT: dict[str, Any] = {
