@@ -333,6 +333,9 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Django's database sessions and model backend, each reading its row in one plain statement.
+SESSION_ENGINE = "obeya.web.sessions"
+AUTHENTICATION_BACKENDS = ["obeya.core.backends.UserBackend"]
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
