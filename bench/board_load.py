@@ -8,12 +8,12 @@ session (page) or API token (JSON); each sends its next request as soon as its l
 answered. Target: p99 100 ms or less for each endpoint.
 
 Three runs: the page alone, the JSON alone, and both together while a person moves a card
-every second, so that the board changes under the readers and what was cached for it has
-to be built again. Latency is measured by the clients, so it includes the wait in the
-server's queue: on a 2-core machine the clients' own threads share the CPU with it. It is
-taken to the response's last byte, as load tools take it (wrk, k6's http_req_duration):
-bodies are decoded afterwards, and only one per client and run, to check them and show
-their sizes.
+every second (the readers go on until three moves are made), so that the board changes
+under the readers and what was cached for it has to be built again. Latency is measured
+by the clients, so it includes the wait in the server's queue: on a 2-core machine the
+clients' own threads share the CPU with it. It is taken to the response's last byte, as
+load tools take it (wrk, k6's http_req_duration): bodies are decoded afterwards, and only
+one per client and run, to check them and show their sizes.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ CLIENTS = 20
 REQUESTS_EACH = 40  # per client and run: 800 samples for each endpoint's percentiles
 WARM_UP_EACH = 3
 MOVE_EVERY_S = 1.0
+MOVES_AT_LEAST = 3  # the readers of the moving run read until this many moves are made
 TARGET_P99_MS = 100
 PAGE = f"/services/{board_seed.SLUG}/board/"
 JSON = f"/api/services/{board_seed.SLUG}/board"
@@ -123,12 +124,15 @@ def _people(count: int) -> list[tuple[str, str]]:
     return people
 
 
-def _drive(clients: list[Client], each: int) -> float:
-    """Every client sends ``each`` requests back to back, all at once; the wall time."""
+def _drive(clients: list[Client], each: int, until: Callable[[], bool] = lambda: True) -> float:
+    """Every client sends ``each`` requests back to back, all at once, and goes on until
+    ``until()`` holds; the wall time."""
 
     def work(client: Client) -> None:
-        for number in range(each):
-            client.request(decode=number == each - 1)  # the last one: its sizes are shown
+        number = 0
+        while number < each or not until():
+            client.request(decode=number == each - 1)  # its sizes are shown
+            number += 1
 
     threads = [threading.Thread(target=work, args=(c,), name=c.name) for c in clients]
     began = time.perf_counter()
@@ -225,7 +229,8 @@ def _run(
             moves: list[float] = []
         else:
             with _mover(*mover) as moves:
-                wall = _drive(clients, REQUESTS_EACH)
+                # However fast the server answers, the readers read through a few moves.
+                wall = _drive(clients, REQUESTS_EACH, lambda: len(moves) >= MOVES_AT_LEAST)
         served = sum(len(client.latencies) for client in clients)
         server_cpu_ms = (cpu_s(server) - cpu_before) * 1000
         by_path: dict[str, list[Client]] = {}
