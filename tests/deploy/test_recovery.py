@@ -249,7 +249,10 @@ def test_a_hook_left_running_by_a_dead_deployer_is_stopped_before_the_next_one_r
     try:
         (root / ".running").write_text(str(hook.pid))  # as LocalHost.run records it
         deadline = time.monotonic() + 10
-        while not (root / "child.pid").exists() and time.monotonic() < deadline:
+        # The shell creates the file before echo writes to it: wait for its line.
+        child_pid = root / "child.pid"
+        while not (child_pid.exists() and child_pid.read_text().endswith("\n")):
+            assert time.monotonic() < deadline, "the hook did not start its children"
             time.sleep(0.05)
         daemon = int((root / "daemon.pid").read_text())
         child = int((root / "child.pid").read_text())
