@@ -63,7 +63,9 @@ def _card(card: Any, verdicts: dict[int, dict[str, Any]]) -> dict[str, Any]:
 # kept (gzip_slots), so it never reaches a reader; one per process, so that a card's HTML
 # can be kept across versions of the board.
 _SLOT = secrets.token_urlsafe(24)
-MAX_CARDS_KEPT = 20_000
+# A card's HTML is ~1.5 KB: ~12 MB a process at most, a 2,000-card board shown whole to
+# those who may move cards and those who may not.
+MAX_CARDS_KEPT = 8_000
 
 
 class _CardsKept:
