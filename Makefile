@@ -5,19 +5,32 @@ BIN := $(VENV)/bin
 OBEYA_DATA_DIR ?= $(CURDIR)/.obeya-data
 PYTEST_WORKERS ?= 4
 
-.PHONY: run test test-sqlite test-postgres lint bench install install-dev clean
+# Exact versions, with hashes: a fresh clone installs what CI tested. `make lock` refreshes them.
+LOCK_RUN := requirements/run.txt
+LOCK_DEV := requirements/dev.txt
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
+
+.PHONY: run test test-sqlite test-postgres lint bench install install-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed-run: pyproject.toml $(LOCK_RUN) | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(LOCK_RUN)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml $(LOCK_DEV) | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(LOCK_DEV)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@ $(VENV)/.installed-run
+
+## lock: resolve pyproject.toml's dependencies anew into the lock files (newest allowed versions)
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o $(LOCK_RUN)
+	$(BIN)/uv pip compile pyproject.toml --extra dev -c $(LOCK_RUN) $(LOCK_FLAGS) --upgrade -o $(LOCK_DEV)
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
