@@ -237,3 +237,39 @@ def test_any_chunking_with_releases_masks_like_the_whole(
     for secret in secrets:
         if len(secret) >= 4:
             assert secret.encode() not in out
+
+
+def _determined(prefix: bytes, raw: bytes, suffix: bytes) -> tuple[int, int]:
+    """(first, end) of the Base64 characters of prefix+raw+suffix that depend on raw alone."""
+    start = len(prefix)
+    first = -(-start * 8 // 6)  # the first character starting at or after raw's first bit
+    end = (start + len(raw)) * 8 // 6  # characters ending at or before raw's last bit
+    return first, end
+
+
+@pytest.mark.parametrize("prefix", [b"", b"u:", b"user:", b"ab", b"a"], ids=repr)
+@pytest.mark.parametrize("suffix", [b"", b"\n", b"@example.com", b"x"], ids=repr)
+@pytest.mark.parametrize("alphabet", ["standard", "urlsafe"])
+def test_base64_of_a_longer_text_holding_the_secret_is_masked(
+    prefix: bytes, suffix: bytes, alphabet: str
+) -> None:
+    # HTTP Basic: base64("user:secret"). The secret sits at every alignment of a Base64
+    # group; only the characters mixing in a neighbouring byte may stay.
+    encode = base64.b64encode if alphabet == "standard" else base64.urlsafe_b64encode
+    text = prefix + RAW + suffix
+    encoded = encode(text)
+    line = b"Authorization: Basic " + encoded + b"\n"
+    masked = stream(Masker([SECRET]), [line[:30], line[30:]])
+    assert MASK in masked
+    first, end = _determined(prefix, RAW, suffix)
+    # Every run of 4 characters that only the secret decides is gone from the output.
+    for start in range(first, end - 3):
+        assert encoded[start : start + 4] not in masked, (start, masked)
+    assert masked.startswith(b"Authorization: Basic " + encoded[: max(0, first - 1)])
+
+
+def test_base64_of_a_longer_text_is_masked_in_the_stored_way_too() -> None:
+    masker = Masker(["s3cr3t-token"])
+    basic = base64.b64encode(b"deploy:s3cr3t-token").decode()
+    shown = masker.mask_text(f"curl -H 'Authorization: Basic {basic}'")
+    assert shown == f"curl -H 'Authorization: Basic {basic[:10]}[MASKED]'"

@@ -17,8 +17,13 @@ Forms masked for each secret (and, for a multi-line secret, for each of its line
 
 - the value itself (UTF-8);
 - its Base64, standard and URL-safe, with and without `=` padding, also of the value
-  followed by a newline (what `echo "$SECRET" | base64` prints). Base64 of the value
-  embedded at an arbitrary offset of a longer Base64 stream is out of scope;
+  followed by a newline (what `echo "$SECRET" | base64` prints);
+- the Base64 of a longer text that contains the value (`user:secret` in an HTTP Basic
+  header): the value can start at any of the three byte positions of a Base64 group, so
+  for each the characters that depend on the value's bytes alone are masked (the one or
+  two characters at each edge that mix in a neighbouring byte are left; they reveal at
+  most a few bits). Only when that stretch is at least `MIN_SHIFTED_BASE64` characters
+  long: a shorter one occurs by chance in any long Base64 text;
 - URL-encoded with `quote` and `quote_plus`, keeping `/` or not, with upper- or
   lower-case hex escapes;
 - JSON-escaped, ASCII-only or not, with `/` escaped as `\\/` or not.
@@ -39,6 +44,8 @@ from urllib.parse import quote, quote_plus
 
 MASK = b"[MASKED]"
 MIN_SECRET_LENGTH = 4
+MIN_SHIFTED_BASE64 = 6
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -184,6 +191,38 @@ def _values_of(secret: str) -> list[str]:
     return values
 
 
+def _shifted_base64(raw: bytes) -> set[bytes]:
+    """The Base64 characters fixed by ``raw`` alone, wherever it sits in a longer text.
+
+    ``raw`` is encoded after 0, 1 and 2 filler bytes, once with filler of all zero bits
+    and once of all one bits: a character that depends on any bit outside ``raw`` differs
+    between the two, so the stretch where they agree is what any text containing ``raw``
+    at that alignment shows. Once followed by more bytes, once ending the text (padding).
+    """
+    forms: set[bytes] = set()
+    for shift in range(3):
+        low = base64.b64encode(b"\x00" * shift + raw + b"\x00\x00")
+        high = base64.b64encode(b"\xff" * shift + raw + b"\xff\xff")
+        forms.add(_agreeing(low, high))
+        low = base64.b64encode(b"\x00" * shift + raw)
+        high = base64.b64encode(b"\xff" * shift + raw)
+        ending = _agreeing(low[::-1], high[::-1])[::-1]
+        forms |= {ending, ending.rstrip(b"=")}
+    kept = {form for form in forms if len(form.rstrip(b"=")) >= MIN_SHIFTED_BASE64}
+    return kept | {form.translate(_URLSAFE) for form in kept}
+
+
+def _agreeing(one: bytes, other: bytes) -> bytes:
+    """The longest stretch where ``one`` and ``other`` (of one length) hold the same bytes."""
+    best, start = b"", 0
+    for index in range(len(one) + 1):
+        if index == len(one) or one[index] != other[index]:
+            if index - start > len(best):
+                best = one[start:index]
+            start = index + 1
+    return best
+
+
 def _forms_of(value: str) -> set[bytes]:
     raw = value.encode("utf-8", "surrogateescape")
     forms = {raw}
@@ -191,6 +230,7 @@ def _forms_of(value: str) -> set[bytes]:
         for encode in (base64.b64encode, base64.urlsafe_b64encode):
             encoded = encode(payload)
             forms |= {encoded, encoded.rstrip(b"=")}
+    forms |= _shifted_base64(raw)
     for escaped in (
         quote(raw, safe=""),
         quote(raw),
