@@ -198,7 +198,8 @@ def test_environments_from_the_cli(stack: Any) -> None:
     assert gone["hooks"] == {"after_switch": "echo on"} and gone["retention"] == 4
 
     assert "nothing to change" in refused(olga, "env", "edit", "shop", "staging")
-    assert "at least 1 approval" in refused(
+    # olga configures environments but is not production's gatekeeper (issue #13, gates)
+    assert "only an administrator or a holder of the gatekeeper role" in refused(
         olga, "env", "edit", "shop", "production", "--approvals", "0"
     )
     assert "absolute" in refused(olga, "env", "create", "shop", "qa", "--target-root", "rel")

@@ -102,7 +102,11 @@ def health_from(form: QueryDict, before: dict[str, Any]) -> dict[str, Any]:
 
 def settings_from(form: QueryDict, environment: Any = None) -> dict[str, Any]:
     """The environment settings a submitted form asks for; the service checks them."""
-    fields: dict[str, Any] = {"protected": form.get("protected") == "on"}
+    fields: dict[str, Any] = {}
+    # The protection inputs are on the form only for people who may change them
+    # (services.may_change_protection); without them, protection is not asked about.
+    if "required_approvals" in form:
+        fields["protected"] = form.get("protected") == "on"
     for name in ("tier", "approval_role"):
         if form.get(name):
             fields[name] = form.get(name)
@@ -111,6 +115,21 @@ def settings_from(form: QueryDict, environment: Any = None) -> dict[str, Any]:
     fields["health"] = health_from(form, (environment.health if environment else None) or {})
     commands = {hook: form.get(f"hook_{hook}", "").strip() for hook in HOOKS}
     fields["hooks"] = {hook: command for hook, command in commands.items() if command}
+    return fields
+
+
+def protection_from(form: QueryDict) -> dict[str, Any]:
+    """The protection a gatekeeper's form asks for (protected, approvals, approving role)."""
+    fields: dict[str, Any] = {"protected": form.get("protected") == "on"}
+    if form.get("approval_role"):
+        fields["approval_role"] = form.get("approval_role")
+    text = form.get("required_approvals", "").strip()
+    if text:
+        if not text.isdigit():
+            raise InvalidInput(
+                f"Approvals needed: a whole number, not {text!r}", field="required_approvals"
+            )
+        fields["required_approvals"] = int(text)
     return fields
 
 

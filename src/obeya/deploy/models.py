@@ -99,6 +99,10 @@ class Deployment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     step = models.CharField(max_length=32, blank=True)  # the step it is at, while running
     reason = models.TextField(blank=True)
+    # The environment's approval rules when it was requested: a change to the environment
+    # meanwhile never changes who may let a waiting deployment through.
+    required_approvals = models.PositiveIntegerField(default=0)
+    approval_role = models.CharField(max_length=32, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -91,7 +91,8 @@ class DeploymentOut(Schema):
     duration_s: float | None
     step: str
     reason: str
-    required_approvals: int
+    required_approvals: int = Field(description="Approvals it needs, as when it was requested.")
+    approval_role: str = Field(description="The role an approver must hold, as when requested.")
     approvals: list[ApprovalOut]
 
     @staticmethod
@@ -117,10 +118,6 @@ class DeploymentOut(Schema):
     @staticmethod
     def resolve_requested_by(deployment: Any) -> str | None:
         return deployment.requested_by.username if deployment.requested_by_id else None
-
-    @staticmethod
-    def resolve_required_approvals(deployment: Any) -> int:
-        return int(deployment.environment.required_approvals)
 
     @staticmethod
     def resolve_approvals(deployment: Any) -> list[dict[str, Any]]:

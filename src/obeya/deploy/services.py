@@ -47,6 +47,9 @@ EDITABLE = (
     "health_interval_ms",
     "retention",
 )
+# Who lets a deployment through. No one may widen that gate for themselves: only an
+# administrator or the environment's own gatekeepers (holders of its approval role) change it.
+PROTECTION = ("protected", "required_approvals", "approval_role")
 RUN_LOOKBACK = 50
 
 
@@ -135,13 +138,54 @@ def create_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
     return environment
 
 
+def may_change_protection(actor: Actor, environment: Environment) -> bool:
+    """Whether ``actor`` may change who approves deployments to ``environment``: an
+    administrator (or Obeya itself and the local admin CLI), or a holder of its approval
+    role on the service. A read-scope token may change nothing."""
+    if actor.token is not None and actor.token.scope == "read":
+        return False
+    if actor.user is None:
+        return actor.channel in {"system", "cli"}
+    if actor.is_admin:
+        return True
+    return environment.approval_role in catalog.roles_of(actor.user, environment.service)
+
+
+def _require_protection_right(actor: Actor, environment: Environment, changing: list[str]) -> None:
+    if may_change_protection(actor, environment):
+        return
+    if actor.token is not None and actor.token.scope == "read":
+        raise PermissionDenied("this token has the read scope: use a write-scope token to change")
+    role, slug = environment.approval_role, environment.service.slug
+    holders = sorted(
+        {m.user.username for m in catalog.members(environment.service) if m.role == role}
+    )
+    who = f" ({', '.join(holders)})" if holders else " (nobody holds it yet)"
+    raise PermissionDenied(
+        f"{actor.name} may not change the protection of {environment.name} "
+        f"({', '.join(changing)}): only an administrator or a holder of the {role} role on "
+        f"{slug}{who}, the role that approves deployments to {environment.name}, may"
+    )
+
+
 def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Environment:
+    """Change settings of an environment: ``deploy.configure`` for most of them; its
+    protection (``PROTECTION``) only by an administrator or its gatekeepers."""
     environment = get_environment(slug, name)
-    catalog.require(actor, environment.service, Permission.CONFIGURE_ENVIRONMENTS)
-    cleaned = _clean(fields, _settings_of(environment))
     with transaction.atomic():
+        # Checked against the locked row, so a protection change that commits meanwhile
+        # is the one the rule is read from.
+        service = environment.service
         environment = Environment.objects.select_for_update().get(pk=environment.pk)
+        environment.service = service
         before = _settings_of(environment)
+        changing = {key for key, value in fields.items() if key in before and before[key] != value}
+        guarded = [key for key in PROTECTION if key in changing]
+        if guarded:
+            _require_protection_right(actor, environment, guarded)
+        if changing - set(PROTECTION) or not (guarded or may_change_protection(actor, environment)):
+            catalog.require(actor, environment.service, Permission.CONFIGURE_ENVIRONMENTS)
+        cleaned = _clean(fields, before)
         for key, value in cleaned.items():
             setattr(environment, key, value)
         environment.updated_at = actor.now()
@@ -149,15 +193,30 @@ def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
         changes = {
             key: {"from": before[key], "to": value}
             for key, value in cleaned.items()
-            if before[key] != value
+            if before[key] != value and key not in PROTECTION
         }
-        events.record(
-            actor,
-            "environment.changed",
-            f"environment:{environment.pk}",
-            {"name": name, "changes": changes},
-            service=slug,
-        )
+        subject = f"environment:{environment.pk}"
+        if changes or not guarded:
+            events.record(
+                actor,
+                "environment.changed",
+                subject,
+                {"name": name, "changes": changes},
+                service=slug,
+            )
+        if guarded:
+            events.record(
+                actor,
+                "environment.protection_changed",
+                subject,
+                {
+                    "name": name,
+                    "changed": guarded,
+                    "before": {key: before[key] for key in PROTECTION},
+                    "after": {key: getattr(environment, key) for key in PROTECTION},
+                },
+                service=slug,
+            )
     return environment
 
 
@@ -226,7 +285,11 @@ def _new_deployment(
     kind: str = "deploy",
     release: Release | None = None,
 ) -> Deployment:
-    """Record a deployment request (inside a transaction); it waits for approval or runs."""
+    """Record a deployment request (inside a transaction); it waits for approval or runs.
+
+    The environment's approval rules are copied onto the deployment: it is decided by the
+    rules it was requested under, whatever changes on the environment meanwhile.
+    """
     status = (
         DeploymentStatus.WAITING_APPROVAL
         if environment.required_approvals > 0
@@ -248,12 +311,18 @@ def _new_deployment(
         release_id=release.release_id if release else "",
         requested_by=requested_by,
         requested_at=actor.now(),
+        required_approvals=environment.required_approvals,
+        approval_role=environment.approval_role,
     )
     events.record(
         actor,
         "deployment.requested",
         f"deployment:{deployment.pk}",
-        deployer.event_data(deployment, required_approvals=environment.required_approvals),
+        deployer.event_data(
+            deployment,
+            required_approvals=deployment.required_approvals,
+            approval_role=deployment.approval_role,
+        ),
         service=environment.service.slug,
     )
     if status == DeploymentStatus.QUEUED:
@@ -458,13 +527,14 @@ def decide(actor: Actor, deployment_id: int, comment: str, *, reject: bool = Fal
     """Approve (or reject) a deployment waiting for approval, with a comment."""
     deployment = get_deployment(deployment_id)
     environment = deployment.environment
-    role = environment.approval_role
+    role = deployment.approval_role  # the rules it was requested under
     if actor.user is None:
         raise PermissionDenied("sign in to approve deployments")
     if role not in catalog.roles_of(actor.user, deployment.service):
+        since = " (the rule when it was requested)" if role != environment.approval_role else ""
         raise PermissionDenied(
             f"approving deployments to {environment.name} needs the {role} role on "
-            f"{deployment.service.slug}"
+            f"{deployment.service.slug}{since}"
         )
     if actor.user.pk in _triggered_by(deployment):
         raise PermissionDenied(
@@ -503,7 +573,7 @@ def decide(actor: Actor, deployment_id: int, comment: str, *, reject: bool = Fal
             service=deployment.service.slug,
         )
         state = logic.approval_state(
-            environment.required_approvals,
+            deployment.required_approvals,
             deployment.approvals.values_list("decision", flat=True),
         )
         if state == "rejected":

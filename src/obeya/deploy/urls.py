@@ -9,6 +9,7 @@ urlpatterns = [
     path("services/<slug:slug>/environments/", views.environments, name="environments"),
     path(ENVIRONMENT, views.environment_detail, name="environment-detail"),
     path(ENVIRONMENT + "edit/", views.environment_edit, name="environment-edit"),
+    path(ENVIRONMENT + "protection/", views.environment_protection, name="environment-protection"),
     path(ENVIRONMENT + "deploy/", views.deploy, name="environment-deploy"),
     path(ENVIRONMENT + "rollback/", views.rollback, name="environment-rollback"),
     path(DEPLOYMENT, views.deployment_detail, name="deployment-detail"),

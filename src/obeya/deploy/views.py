@@ -126,6 +126,7 @@ def _environment_context(request: HttpRequest, environment: Any) -> dict[str, An
         "page": page,
         "may_deploy": may_deploy,
         "can_configure": catalog.can(actor, service, Permission.CONFIGURE_ENVIRONMENTS),
+        "may_protect": services.may_change_protection(actor, environment),
         "tiers": TIERS,
         "roles": [role.value for role in Role],
         "values": forms.settings_values(environment),
@@ -183,6 +184,27 @@ def environment_edit(request: HttpRequest, slug: str, name: str) -> HttpResponse
     return redirect(f"/services/{slug}/environments/{name}/")
 
 
+@login_required
+@require_POST
+def environment_protection(request: HttpRequest, slug: str, name: str) -> HttpResponse:
+    """A gatekeeper's own form: protection only, nothing else of the environment."""
+    environment = _environment_or_404(request, slug, name)
+    if isinstance(environment, HttpResponse):
+        return environment
+    try:
+        services.update_environment(
+            actor_for_request(request), slug, name, **forms.protection_from(request.POST)
+        )
+    except ObeyaError as error:
+        context = _environment_context(request, services.get_environment(slug, name))
+        typed = forms.typed(request.POST)
+        context["values"].update({key: typed[key] for key in services.PROTECTION})
+        context["refused"] = {"form": "protection", "message": error.message}
+        return render(request, "deploy/environment.html", context, status=error.status)
+    messages.success(request, f"Protection of {name} saved.")
+    return redirect(f"/services/{slug}/environments/{name}/#settings")
+
+
 # ---- asking for a deployment or a rollback -----------------------------------------------
 
 
@@ -209,8 +231,7 @@ def _refused(
 
 def _started(request: HttpRequest, slug: str, deployment: Any, what: str) -> HttpResponse:
     if deployment.status == "waiting_approval":
-        needed = deployment.environment.required_approvals
-        role = deployment.environment.approval_role
+        needed, role = deployment.required_approvals, deployment.approval_role
         messages.success(
             request, f"{what} #{deployment.pk} waits for {needed} approval(s) by a {role}."
         )
