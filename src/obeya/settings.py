@@ -79,6 +79,37 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "server in the same process.",
     ),
     Setting(
+        "OBEYA_SANDBOX",
+        "on",
+        "on runs every command a user wrote (job scripts, monitor, backup and restore "
+        "commands) in a bubblewrap sandbox; without `bwrap` installed they are refused. off "
+        "runs them unconfined, as this host's user: only for a runner host that trusts "
+        "every pipeline it runs. See docs/security.md.",
+    ),
+    Setting(
+        "OBEYA_SANDBOX_NETWORK",
+        "shared",
+        "shared gives sandboxed commands this host's network; none cuts them off from it.",
+    ),
+    Setting(
+        "OBEYA_SANDBOX_READONLY",
+        "",
+        "Comma-separated absolute folders sandboxed commands may read, besides the system "
+        "(/usr, /etc): for example a toolchain in /opt.",
+    ),
+    Setting(
+        "OBEYA_SANDBOX_WRITABLE",
+        "",
+        "Comma-separated absolute folders backup and restore commands may write, besides "
+        "their service's own <data dir>/backups/<service>: for example a mounted backup volume.",
+    ),
+    Setting(
+        "OBEYA_SERVER_COMMANDS",
+        "on",
+        "off refuses every command that would run outside a pipeline (command monitors, "
+        "backup and restore commands), whoever defines it; only pipelines' jobs run.",
+    ),
+    Setting(
         "OBEYA_WEB_WORKERS",
         "auto",
         "Number of processes `obeya serve` answers HTTP with (`--workers` overrides it). "
@@ -246,6 +277,8 @@ OBEYA_LEASE_SECONDS = max(2, _whole_number("OBEYA_LEASE_SECONDS"))
 OBEYA_DEPLOYERS = _whole_number("OBEYA_DEPLOYERS")
 OBEYA_WEB_WORKERS = _web_workers()
 OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
+OBEYA_SANDBOX_WRITABLE = _split(setting("OBEYA_SANDBOX_WRITABLE"))
+OBEYA_SERVER_COMMANDS = setting("OBEYA_SERVER_COMMANDS").strip().lower() not in {"off", "false"}
 OBEYA_SMTP_URL = setting("OBEYA_SMTP_URL")
 DEFAULT_FROM_EMAIL = setting("OBEYA_EMAIL_FROM")
 

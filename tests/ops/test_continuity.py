@@ -185,7 +185,7 @@ def _drillable(me: Actor, folder: Path, **policy: object) -> None:
     )
 
 
-def test_a_drill_restores_the_last_backup_into_scratch_and_verifies_it(rita, tmp_path):
+def test_a_drill_restores_the_last_backup_into_scratch_and_verifies_it(rita, settings, tmp_path):
     me = actor(rita)
     _drillable(me, tmp_path, rto_s=3600)
     drill = continuity_drills.run_drill(me, "shop")
@@ -193,7 +193,7 @@ def test_a_drill_restores_the_last_backup_into_scratch_and_verifies_it(rita, tmp
     assert drill.restore_exit_code == 0 and drill.verify_exit_code == 0
     assert drill.backup_run == continuity_status.status(me, "shop").last_backup
     assert drill.duration_s is not None and drill.duration_s > 0
-    assert not list((Path(tmp_path) / "data" / "scratch").iterdir())  # scratch removed
+    assert not list((Path(settings.DATA_DIR) / "scratch").iterdir())  # scratch removed
     assert Event.objects.filter(kind="drill.passed", service="shop").count() == 1
 
 
@@ -463,3 +463,43 @@ def test_obeya_backup_then_restore_on_postgres_gives_identical_data(tmp_path):
             assert forced.returncode == 0, forced.stderr
             assert _postgres_rows(target_url) == before
         assert sum(len(rows) for rows in before.values()) > 100
+
+
+# ---- the sandbox -------------------------------------------------------------------------
+
+
+def test_a_backup_command_sees_its_backup_folder_and_not_the_data_directory(
+    rita, settings, tmp_path
+):
+    """A service master's backup command cannot read the database or the server's keys,
+    even when an administrator opened a folder that holds the data directory."""
+    settings.OBEYA_SANDBOX_WRITABLE = [str(Path(settings.DATA_DIR).parent)]
+    me = actor(rita)
+    data = Path(settings.DATA_DIR)
+    secret = data / "obeya-test-secret.key"
+    data.mkdir(parents=True, exist_ok=True)
+    secret.write_text("the server's own key")
+    try:
+        command = (
+            f"cat {secret} || echo key-closed; "
+            'echo "orders 1-42" > "$OBEYA_BACKUP_DIR/shop.backup"; '
+            'echo "OBEYA_BACKUP_FILE=$OBEYA_BACKUP_DIR/shop.backup"'
+        )
+        continuity.create_job(me, "shop", "nightly", command=command, schedule="@daily")
+        run = continuity.run_backup(me, "shop", "nightly")
+    finally:
+        secret.unlink()
+    assert "the server's own key" not in run.output_tail
+    assert "key-closed" in run.output_tail
+    assert run.ok, run.output_tail
+    assert Path(run.location) == data / "backups" / "shop" / "shop.backup"
+
+
+def test_with_server_commands_off_no_backup_command_runs(rita, settings, tmp_path):
+    settings.OBEYA_SERVER_COMMANDS = False
+    marker = tmp_path / "ran"
+    me = actor(rita)
+    continuity.create_job(me, "shop", "nightly", command=f"touch {marker}", schedule="@daily")
+    run = continuity.run_backup(me, "shop", "nightly")
+    assert run.ok is False and "OBEYA_SERVER_COMMANDS=off" in run.output_tail
+    assert not marker.exists()

@@ -1,4 +1,8 @@
-"""Running job scripts: exit codes, output, timeouts and cancel kill the whole tree (C4)."""
+"""Running job scripts: exit codes, output, timeouts and cancel kill the whole tree (C4).
+
+These tests look at the processes from the host, so they run scripts unsandboxed, as
+``OBEYA_SANDBOX=off`` does; tests/runner/test_sandbox.py runs them in the sandbox.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 import pytest
 
 from obeya.runner.executor import ExecResult, render_script, run_script
+from obeya.runner.sandbox import Sandbox
 
 
 def run(
@@ -21,6 +26,7 @@ def run(
     chunks: list[bytes] = []
     options.setdefault("timeout_s", 10.0)
     options.setdefault("cancel", threading.Event())
+    options.setdefault("sandbox", Sandbox(enabled=False))
     result = run_script(lines, cwd=cwd, env=env or {}, on_output=chunks.append, **options)
     return result, b"".join(chunks)
 
@@ -229,6 +235,7 @@ def test_cancel_while_running_delivers_output_without_newline_first(tmp_path: Pa
         cancel=cancel,
         flush_interval_s=0.05,
         kill_grace_s=0.5,
+        sandbox=Sandbox(enabled=False),
     )
     assert (result.outcome, result.exit_code) == ("canceled", None)
     assert result.duration_s < 5
@@ -260,6 +267,7 @@ def test_a_failing_output_sink_stops_the_job_and_raises(tmp_path: Path) -> None:
             cancel=threading.Event(),
             flush_interval_s=0.05,
             kill_grace_s=0.5,
+            sandbox=Sandbox(enabled=False),
         )
     assert_dead([read_pid(tmp_path / "shell.pid")])
 

@@ -1,20 +1,22 @@
 """Running one monitor check: an HTTP request through the outbound allow-list, or a
-command in its own process group; both cut at the monitor's timeout."""
+command in the sandbox (`obeya.runner.sandbox`); both cut at the monitor's timeout."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from django.conf import settings
 
 from obeya.core import outbound
+from obeya.runner import sandbox
 
 COMMAND_OUTPUT_LIMIT = 300
+SERVER_COMMANDS_OFF = "not run: this server runs no command monitors (OBEYA_SERVER_COMMANDS=off)"
 
 
 @dataclass(frozen=True)
@@ -46,25 +48,29 @@ def http_check(
     return Outcome(True, latency, f"HTTP {response.status_code}")
 
 
-def command_check(command: str, timeout_s: float, env: dict[str, str]) -> Outcome:
-    """Run ``command`` with bash in a new process group; kill the group at the timeout."""
+def command_check(
+    command: str, timeout_s: float, env: dict[str, str], box: sandbox.Sandbox | None = None
+) -> Outcome:
+    """Run ``command`` in the sandbox, in an empty folder of its own; kill it at the timeout."""
     started = time.monotonic()
-    process = subprocess.Popen(
-        ["bash", "-c", command],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        return Outcome(False, _since(started), f"no answer within {timeout_s:g} s: killed")
-    text = output.decode(errors="replace").strip().splitlines()
+    if not settings.OBEYA_SERVER_COMMANDS:
+        return Outcome(False, 0.0, SERVER_COMMANDS_OFF)
+    box = box or sandbox.configured()
+    with tempfile.TemporaryDirectory(prefix="obeya-check-") as folder, tempfile.TemporaryFile(
+    ) as output:
+        try:
+            process = sandbox.start_command(
+                box, command, env=env, output=output, writable=[Path(folder)], cwd=Path(folder)
+            )
+        except sandbox.SandboxUnavailable as missing:
+            return Outcome(False, _since(started), missing.message[:COMMAND_OUTPUT_LIMIT])
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            sandbox.kill_group(process)
+            return Outcome(False, _since(started), f"no answer within {timeout_s:g} s: killed")
+        output.seek(max(0, output.seek(0, 2) - 4096))  # the tail: a check may print a lot
+        text = output.read().decode(errors="replace").strip().splitlines()
     last = text[-1][:COMMAND_OUTPUT_LIMIT] if text else ""
     if process.returncode != 0:
         return Outcome(False, _since(started), f"exit code {process.returncode}: {last}".strip())

@@ -245,8 +245,11 @@ def execute_backup(actor: Actor, job: BackupJob, trigger: str) -> BackupRun:
         started_at=actor.now(),
         timeout_s=job.timeout_s,
     )
-    env = shell.environment(OBEYA_SERVICE=slug, OBEYA_BACKUP_JOB=job.name)
-    result = shell.run(job.command, job.timeout_s, env)
+    folder = shell.backup_dir(slug)
+    env = shell.environment(
+        OBEYA_SERVICE=slug, OBEYA_BACKUP_JOB=job.name, OBEYA_BACKUP_DIR=str(folder)
+    )
+    result = shell.run(job.command, job.timeout_s, env, cwd=folder)
     ok, detail, evidence, size = _judge_backup(result)
     with transaction.atomic():
         BackupRun.objects.filter(pk=run.pk).update(

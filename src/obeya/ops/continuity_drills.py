@@ -140,12 +140,18 @@ def _rehearse(drill: RestoreDrill, slug: str, backup: BackupRun | None) -> _Rehe
         OBEYA_BACKUP_FILE=backup.location if backup else "",
         OBEYA_BACKUP_RUN=str(backup.pk) if backup else "",
     )
+    # The service's backups are read-only to a drill: it restores from them, never into
+    # them. Only the folders a backup could write are shown: a backup naming some other
+    # file (the database's) as its own must not open that file's folder to the drill.
+    backups = [shell.backup_dir(slug)]
     try:
-        restore = shell.run(drill.restore_command, drill.timeout_s, env, cwd=scratch)
+        restore = shell.run(
+            drill.restore_command, drill.timeout_s, env, cwd=scratch, readonly=backups
+        )
         verify = None
         left = drill.timeout_s - restore.duration_s
         if restore.ok and left > 0:
-            verify = shell.run(drill.verify_command, left, env, cwd=scratch)
+            verify = shell.run(drill.verify_command, left, env, cwd=scratch, readonly=backups)
         spent = restore.duration_s + (verify.duration_s if verify else 0.0)
         return _Rehearsal(restore, verify, spent)
     finally:

@@ -74,6 +74,9 @@ _FORCED = [
     "gc.auto=0",
     "-c",
     "maintenance.auto=false",
+    # A sandboxed job's files belong to the sandbox's uid when the runner runs as root.
+    "-c",
+    "safe.directory=*",
 ]
 # Files in .git an earlier job could have written to change how a checkout comes out.
 _INFLUENCES = ("hooks", "info/attributes", "info/sparse-checkout", "objects/info/alternates")

@@ -6,8 +6,10 @@ stdout and stderr to `on_output` in chunks as they come. On timeout or cancel th
 gets SIGTERM, a grace period, then SIGKILL. Processes the script leaves running in the
 background are stopped the same way once it ends, so a job never outlives itself.
 
-Limits: a process that starts its own session (`setsid`, a daemon) leaves the group and is
-not reached; nor is one running as another user (`sudo`). Containing those needs cgroups.
+In the sandbox (`obeya.runner.sandbox`) the script has a PID namespace of its own, which
+ends with it: a process it started in its own session (`setsid`, a daemon) ends too.
+Without the sandbox (``OBEYA_SANDBOX=off``), such a process leaves the group and is not
+reached; nor is one running as another user (`sudo`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from obeya.runner import threads
+from obeya.runner.sandbox import Sandbox, configured
 
 Outcome = Literal["succeeded", "failed", "timed_out", "canceled"]
 
@@ -41,6 +44,8 @@ _FALLBACK_POLL_S = 0.002  # without a pidfd: how often to look whether the scrip
 _IDLE_WAKE_S = 0.1  # how often an idle output reader checks whether it was told to stop
 _DRAIN_S = 1.0  # after the group is dead, how long to wait for the pipe to reach EOF
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BASH = ("bash", "--noprofile", "--norc", "-e", "-o", "pipefail")
+SANDBOX_SCRIPT = "/obeya/job.sh"  # where a sandboxed job finds its script, read-only
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ def run_script(
     kill_grace_s: float = DEFAULT_KILL_GRACE_S,
     max_chunk_bytes: int = MAX_CHUNK_BYTES,
     script_dir: Path | None = None,
+    sandbox: Sandbox | None = None,
 ) -> ExecResult:
     """Run `lines` as one bash script in `cwd` and report how it ended.
 
@@ -80,22 +86,44 @@ def run_script(
 
     A process killed by a signal it did not get from us exits with 128 + the signal
     number, as a shell reports it.
+
+    With `sandbox` on (see `obeya.runner.sandbox`), the script runs in it with `cwd` as
+    its only writable folder; the script itself is handed in read-only, never written
+    to the host.
     """
     started = time.monotonic()
     if cancel.is_set():
         return ExecResult(exit_code=None, outcome="canceled", duration_s=0.0)
     environment = job_environment(env)
-    script = _write_script(lines, script_dir)
-    try:
-        proc = subprocess.Popen(
-            ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", str(script)],
-            cwd=cwd,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    sandbox = sandbox if sandbox is not None else configured()
+    if sandbox.enabled:
+        launch = sandbox.launch(
+            [*_BASH, SANDBOX_SCRIPT],
+            writable=[Path(cwd)],
+            files={SANDBOX_SCRIPT: render_script(lines).encode("utf-8", "surrogateescape")},
+            cwd=Path(cwd),
         )
+        script: Path | None = None
+        argv, popen, where = launch.argv, launch.popen, "/"
+        environment = sandbox.environment(environment)
+    else:
+        script = _write_script(lines, script_dir)
+        argv, popen, where = [*_BASH, str(script)], {}, str(cwd)
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=where,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **popen,
+            )
+        finally:
+            if sandbox.enabled:
+                launch.close()
         assert proc.stdout is not None
         reader = _OutputReader(proc.stdout.fileno(), on_output, flush_interval_s, max_chunk_bytes)
         exit_watch = _ExitWatch(proc.pid)
@@ -116,7 +144,8 @@ def run_script(
                 reader.join()
             proc.stdout.close()
     finally:
-        script.unlink(missing_ok=True)
+        if script is not None:
+            script.unlink(missing_ok=True)
     if reader.error is not None:
         raise reader.error
     duration = time.monotonic() - started
