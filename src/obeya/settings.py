@@ -51,6 +51,20 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "OBEYA_SECRETS_KEY_FILE",
+        "",
+        "File of the keys that encrypt stored secrets (job secrets, webhook and channel "
+        "secrets). Empty: DATA_DIR/keys/secrets.key, created (mode 0600) when the first "
+        "secret is stored. Kept apart from the database: back it up separately.",
+    ),
+    Setting(
+        "OBEYA_BACKUP_PASSPHRASE",
+        "",
+        "Passphrase that `obeya backup --encrypt` encrypts with and `obeya restore` "
+        "decrypts with, when no --passphrase-file is given.",
+        secret=True,
+    ),
+    Setting(
         "OBEYA_ALLOWED_HOSTS",
         "127.0.0.1,localhost",
         "Comma-separated host names this server answers to (Django ALLOWED_HOSTS).",
@@ -280,6 +294,7 @@ OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
 OBEYA_SANDBOX_WRITABLE = _split(setting("OBEYA_SANDBOX_WRITABLE"))
 OBEYA_SERVER_COMMANDS = setting("OBEYA_SERVER_COMMANDS").strip().lower() not in {"off", "false"}
 OBEYA_SMTP_URL = setting("OBEYA_SMTP_URL")
+OBEYA_SECRETS_KEY_FILE = setting("OBEYA_SECRETS_KEY_FILE")
 DEFAULT_FROM_EMAIL = setting("OBEYA_EMAIL_FROM")
 
 

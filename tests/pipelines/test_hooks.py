@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import pytest
@@ -203,9 +204,22 @@ def test_gitlab_tag_pushes_are_ignored(client, secret):
     assert WebhookDelivery.objects.get().delivery_id == "k-1"
 
 
+def sign_timed(secret: str, body: bytes, at: int | None = None) -> str:
+    """The generic hook's X-Obeya-Signature, computed as docs/triggers.md tells a sender."""
+    t = int(time.time()) if at is None else at
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def generic(client: Client, body: bytes, signature: str, delivery: str) -> Any:
+    return send(
+        client, "generic", body, HTTP_X_OBEYA_SIGNATURE=signature, HTTP_X_OBEYA_DELIVERY=delivery
+    )
+
+
 def test_the_generic_hook_takes_a_short_branch_name(client, secret):
     body = json.dumps({"ref": "main"}).encode()
-    signature = sign(secret, body)
+    signature = sign_timed(secret, body)
     before = counts()
     missing = send(client, "generic", body, HTTP_X_OBEYA_SIGNATURE=signature)
     assert missing.status_code == 400 and "X-Obeya-Delivery" in missing.body["error"]["message"]
@@ -215,6 +229,74 @@ def test_the_generic_hook_takes_a_short_branch_name(client, secret):
     )
     assert response.status_code == 201, response.body
     assert Run.objects.get().branch == "main"
+
+
+@pytest.mark.parametrize(
+    "case", ["no timestamp", "old timestamp", "future timestamp", "timestamp not signed"]
+)
+def test_a_generic_signature_must_cover_a_fresh_timestamp(client, secret, case):
+    body = json.dumps({"ref": "main"}).encode()
+    now = int(time.time())
+    signature = {
+        "no timestamp": sign(secret, body),  # the old untimed sha256=… form
+        "old timestamp": sign_timed(secret, body, now - hooks.TOLERANCE_S - 60),
+        "future timestamp": sign_timed(secret, body, now + hooks.TOLERANCE_S + 60),
+        # A fresh t= glued to a signature made for an old one.
+        "timestamp not signed": f"t={now},"
+        + sign_timed(secret, body, now - 3600).partition(",")[2],
+    }[case]
+    before = counts()
+    response = generic(client, body, signature, "g-1")
+    assert response.status_code == 401, response.body
+    message = response.body["error"]["message"]
+    assert "X-Obeya-Signature" in message
+    if case == "no timestamp":
+        assert "t=<unix seconds>" in message
+    elif case != "timestamp not signed":
+        assert response.body["error"]["code"] == "stale_signature"
+        assert f"{hooks.TOLERANCE_S} s" in message
+    assert counts() == before
+
+
+def test_a_generic_signature_within_the_tolerance_is_taken(client, secret):
+    body = json.dumps({"ref": "main"}).encode()
+    signed_earlier = sign_timed(secret, body, int(time.time()) - hooks.TOLERANCE_S + 30)
+    assert generic(client, body, signed_earlier, "g-1").status_code == 201
+
+
+def test_a_captured_generic_delivery_replayed_under_a_new_id_is_refused(client, secret):
+    body = json.dumps({"ref": "main"}).encode()
+    signature = sign_timed(secret, body)
+    assert generic(client, body, signature, "g-1").status_code == 201
+    before = counts()
+    replay = generic(client, body, signature, "g-2-attacker")
+    assert replay.status_code == 401, replay.body
+    assert replay.body["error"]["code"] == "replayed_signature"
+    assert "g-1" in replay.body["error"]["message"]
+    assert counts() == before
+    # The sender's own retry (same delivery id) is still a harmless duplicate…
+    again = generic(client, body, signature, "g-1")
+    assert again.status_code == 200 and again.body["duplicate"] is True
+    # …and a new push, signed afresh, still starts a run.
+    fresh = sign_timed(secret, body, int(time.time()) + 1)
+    assert generic(client, body, fresh, "g-3").status_code == 201
+    assert Run.objects.count() == 2
+
+
+def test_a_generic_signature_compares_in_constant_time(client, secret, monkeypatch):
+    calls: list[bytes] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append(b)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    body = json.dumps({"ref": "main"}).encode()
+    t = int(time.time())
+    response = generic(client, body, f"t={t},v1=" + "0" * 64, "g-1")
+    assert response.status_code == 401
+    assert calls == [sign_timed(secret, body, t).partition(",v1=")[2].encode()]
 
 
 def test_a_body_over_5_mb_is_refused_before_anything_else(client, secret):

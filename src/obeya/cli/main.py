@@ -15,6 +15,7 @@ from obeya.cli import (
     continuity,
     deploy,
     environments,
+    keys,
     lint,
     metrics,
     notify,
@@ -68,6 +69,7 @@ app.command("board")(backlog.board)
 app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(pipelines.andon_app, name="andon")
 app.add_typer(pipelines.secret_app, name="secret")
+app.add_typer(keys.secrets_app, name="secrets")
 app.add_typer(pipelines.runners_app, name="runners")
 app.add_typer(pipelines.artifact_app, name="artifact")
 app.command("logs")(pipelines.logs)

@@ -180,6 +180,15 @@ def andon_show(service: str, as_json: JsonFlag = False) -> None:
         typer.echo("released: the line runs")
 
 
+EnvironmentOption = Annotated[
+    str,
+    typer.Option(
+        "--environment",
+        help="Scope: only jobs naming this environment get it (default: every job).",
+    ),
+]
+
+
 @secret_app.command("set")
 def secret_set(
     service: str,
@@ -187,27 +196,89 @@ def secret_set(
     value_stdin: Annotated[
         bool, typer.Option("--value-stdin", help="Read the value from stdin.")
     ] = False,
+    protected: Annotated[
+        bool,
+        typer.Option("--protected", help="Only runs of protected branches and tags get it."),
+    ] = False,
+    environment: EnvironmentOption = "",
 ) -> None:
     """Set a secret (the value is asked for, or read from stdin; never an argument)."""
     value = sys.stdin.read().rstrip("\n") if value_stdin else typer.prompt("Value", hide_input=True)
-    client.request("PUT", f"/services/{service}/secrets/{name}", json_body={"value": value})
-    typer.echo(f"secret {name} of {service} set")
+    body = {"value": value, "protected": protected, "environment": environment}
+    client.request("PUT", f"/services/{service}/secrets/{name}", json_body=body)
+    scope = f" for {environment}" if environment else ""
+    typer.echo(f"{'protected ' if protected else ''}secret {name} of {service}{scope} set")
 
 
 @secret_app.command("list")
 def secret_list(service: str, as_json: JsonFlag = False) -> None:
-    """Secret names (values are never shown)."""
+    """Secret names, scopes and protection (values are never shown)."""
     items = client.request("GET", f"/services/{service}/secrets")
     print_json(items) if as_json else print_table(
-        ("name", "updated"), [(s["name"], s["updated_at"][:19]) for s in items]
+        ("name", "environment", "protected", "updated"),
+        [
+            (s["name"], s["environment"], "yes" if s["protected"] else "", s["updated_at"][:19])
+            for s in items
+        ],
     )
 
 
 @secret_app.command("delete")
-def secret_delete(service: str, name: str) -> None:
-    """Delete a secret."""
-    client.request("DELETE", f"/services/{service}/secrets/{name}")
-    typer.echo(f"secret {name} of {service} deleted")
+def secret_delete(service: str, name: str, environment: EnvironmentOption = "") -> None:
+    """Delete a secret (of one environment's scope with --environment)."""
+    query = {"environment": environment} if environment else None
+    client.request("DELETE", f"/services/{service}/secrets/{name}", params=query)
+    typer.echo(f"secret {name} of {service}{f' for {environment}' if environment else ''} deleted")
+
+
+def _patterns(value: str | None) -> list[str] | None:
+    return None if value is None else [p.strip() for p in value.split(",") if p.strip()]
+
+
+@pipeline_app.command("settings")
+def pipeline_settings(
+    service: str,
+    default_branch: Annotated[
+        str | None, typer.Option("--default-branch", help="The branch runs default to.")
+    ] = None,
+    poll_interval: Annotated[
+        int | None, typer.Option("--poll-interval", help="Seconds between polls (0: off).")
+    ] = None,
+    protected_branches: Annotated[
+        str | None,
+        typer.Option(
+            "--protected-branches",
+            help="Comma-separated globs (release/*) of branches whose runs get protected "
+            'secrets, besides the default branch; "" for none.',
+        ),
+    ] = None,
+    protected_tags: Annotated[
+        str | None,
+        typer.Option(
+            "--protected-tags",
+            help='Comma-separated globs (v*) of tags whose runs get protected secrets; "" '
+            "for none.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a service's pipeline settings; change those given."""
+    changes = {
+        "default_branch": default_branch,
+        "poll_interval_s": poll_interval,
+        "protected_branches": _patterns(protected_branches),
+        "protected_tags": _patterns(protected_tags),
+    }
+    body = {key: value for key, value in changes.items() if value is not None}
+    path = f"/services/{service}/pipeline"
+    shown = client.request("PUT", path, json_body=body) if body else client.request("GET", path)
+    if as_json:
+        print_json(shown)
+        return
+    typer.echo(f"default branch      {shown['default_branch']} (protected)")
+    typer.echo(f"poll interval       {shown['poll_interval_s'] or 'off'}")
+    typer.echo(f"protected branches  {', '.join(shown['protected_branches']) or '-'}")
+    typer.echo(f"protected tags      {', '.join(shown['protected_tags']) or '-'}")
 
 
 def runner(

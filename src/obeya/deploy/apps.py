@@ -19,6 +19,9 @@ class DeployConfig(AppConfig):
             pipelines.DEPLOY_DISPATCHERS.append(services.dispatch_job)
         if services.on_job_canceled not in pipelines.DEPLOY_CANCELED:
             pipelines.DEPLOY_CANCELED.append(services.on_job_canceled)
+        # Secrets scoped to a protected environment reach only runs of protected refs.
+        if _protected_environments not in pipelines.PROTECTED_ENVIRONMENTS:
+            pipelines.PROTECTED_ENVIRONMENTS.append(_protected_environments)
 
         suffixes = [tab.suffix for tab in context.SERVICE_TABS]
         if "environments/" not in suffixes:
@@ -29,6 +32,16 @@ class DeployConfig(AppConfig):
             )
         for kind, text in _EVENT_TEXT.items():
             obeya_tags.register_describer(kind, text)
+
+
+def _protected_environments(service_id: int) -> set[str]:
+    from obeya.deploy.models import Environment
+
+    return set(
+        Environment.objects.filter(service_id=service_id, protected=True).values_list(
+            "name", flat=True
+        )
+    )
 
 
 def _deployment(d: dict[str, Any]) -> str:

@@ -9,7 +9,10 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self) -> None:
+        from obeya.core import sealed
         from obeya.ops import continuity_views, notify_views, views
+
+        sealed.register("ops.Channel", "secret")  # encrypted under the key file
         from obeya.web import context
         from obeya.web.templatetags import obeya_tags
 

@@ -6,6 +6,10 @@ then renamed into place. PostgreSQL goes through ``pg_dump -Fc`` and ``pg_restor
 --if-exists`` in one transaction. A restore refuses a database that already holds data
 unless forced. ``drill_obeya`` rehearses the whole round trip into a scratch place and
 compares every table's row count with the backup's.
+
+A backup leaves out the rows of ``django_session``: a live session key is a password for
+as long as it lasts. With a passphrase the file is encrypted (``continuity_crypt``); secret
+values inside stay sealed with the secrets key, which is never in a backup.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from django.conf import settings
 from django.db import connection
 
 from obeya.core.errors import Conflict, InvalidInput
+from obeya.ops import continuity_crypt as crypt
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PGDUMP_MAGIC = b"PGDMP"
 # Tables Django fills by itself on a fresh migrate: rows there do not make a database "used".
 BOOKKEEPING = frozenset({"django_migrations", "django_content_type", "auth_permission"})
+# Tables whose rows a backup never holds: browser sessions (a session key signs anyone in).
+LEFT_OUT = ("django_session",)
 DJANGO_ONLY_OPTIONS = frozenset(
     {"isolation_level", "server_side_binding", "pool", "assume_role", "cursor_factory"}
 )
@@ -69,8 +76,11 @@ def _sqlite_path() -> Path:
 # ---- backup ------------------------------------------------------------------------------
 
 
-def backup(target: Path) -> Copy:
-    """Write a consistent copy of Obeya's database to ``target`` (replaced atomically)."""
+def backup(target: Path, *, passphrase: str | None = None) -> Copy:
+    """Write a consistent copy of Obeya's database to ``target`` (replaced atomically),
+    without sessions; encrypted under ``passphrase`` when one is given."""
+    if passphrase is not None:
+        crypt.check_passphrase(passphrase)
     target = target.expanduser().resolve()
     if not target.parent.is_dir():
         raise InvalidInput(f"{target.parent} is not a directory: create it first", field="file")
@@ -82,15 +92,23 @@ def backup(target: Path) -> Copy:
                 field="file",
             )
     partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    sealed = target.with_name(f".{target.name}.{secrets.token_hex(4)}.sealed")
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # secrets inside
     try:
         counts = _backup_sqlite(partial) if engine() == "sqlite" else _backup_postgres(partial)
+        if passphrase is not None:
+            fd = os.open(sealed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                crypt.encrypt_file(partial, handle, passphrase)
+            partial.unlink()
+            sealed.rename(partial)
         with partial.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(partial, target)
         _fsync_dir(target.parent)
     finally:
         partial.unlink(missing_ok=True)
+        sealed.unlink(missing_ok=True)
     return Copy(engine(), target, target.stat().st_size, counts)
 
 
@@ -102,10 +120,17 @@ def _backup_sqlite(partial: Path) -> dict[str, int]:
     copy = sqlite3.connect(partial)
     try:
         source.backup(copy)
+        present = {name for (name,) in copy.execute("SELECT name FROM sqlite_master")}
+        for table in LEFT_OUT:
+            if table in present:
+                copy.execute(f"DELETE FROM {_identifier(table)}")  # noqa: S608 (a constant)
+        copy.commit()
+        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside
+        # VACUUM rewrites the file, so the deleted rows leave no trace in free pages.
+        copy.execute("VACUUM")
         checked = copy.execute("PRAGMA quick_check").fetchone()[0]
         if checked != "ok":
             raise Conflict(f"the copy of {live} failed its integrity check: {checked}")
-        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside
         return _sqlite_counts(copy)
     finally:
         copy.close()
@@ -119,23 +144,58 @@ def _backup_postgres(partial: Path) -> dict[str, int]:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         counts = _postgres_counts(conn)
+        left_out = [f"--exclude-table-data={table}" for table in LEFT_OUT]
         _tool(
-            ["pg_dump", "-Fc", f"--snapshot={snapshot}", "-f", str(partial), "--dbname", conninfo],
+            [
+                "pg_dump",
+                "-Fc",
+                f"--snapshot={snapshot}",
+                *left_out,
+                "-f",
+                str(partial),
+                "--dbname",
+                conninfo,
+            ],
             env,
         )
         conn.execute("COMMIT")
-    return counts
+    return {name: 0 if name in LEFT_OUT else rows for name, rows in counts.items()}
 
 
 # ---- restore -----------------------------------------------------------------------------
 
 
-def restore(source: Path, *, force: bool = False) -> Copy:
-    """Load a backup made by ``backup`` into Obeya's database.
+def restore(source: Path, *, force: bool = False, passphrase: str | None = None) -> Copy:
+    """Load a backup made by ``backup`` into Obeya's database (an encrypted one with the
+    ``passphrase`` it was made with).
 
     Refuses a database that already holds data unless ``force``: then it is replaced.
     """
     source = source.expanduser().resolve()
+    if not crypt.is_encrypted(source):
+        return _restore_plain(source, source, force)
+    if passphrase is None:
+        raise InvalidInput(
+            f"{source} is encrypted: give its passphrase (--passphrase-file, or "
+            "OBEYA_BACKUP_PASSPHRASE)",
+            field="passphrase",
+        )
+    scratch_root = Path(settings.DATA_DIR)
+    scratch_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="restore-", dir=scratch_root))  # mode 0700
+    try:
+        plain = scratch / "obeya.backup"
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            crypt.decrypt_file(source, handle, passphrase)
+        done = _restore_plain(plain, source, force)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Copy(done.engine, source, source.stat().st_size, done.counts)
+
+
+def _restore_plain(source: Path, named: Path, force: bool) -> Copy:
+    """Restore the unencrypted backup ``source`` (``named`` is the file the user gave)."""
     kind = backup_kind(source)
     if kind != engine():
         where = (
@@ -144,7 +204,7 @@ def restore(source: Path, *, force: bool = False) -> Copy:
             else "with OBEYA_DATABASE_URL set to a PostgreSQL database"
         )
         raise InvalidInput(
-            f"{source} is a {kind} backup but this Obeya uses {engine()}: restore it {where}",
+            f"{named} is a {kind} backup but this Obeya uses {engine()}: restore it {where}",
             field="file",
         )
     if kind == "sqlite":

@@ -25,7 +25,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import QuerySet
 
 from obeya.catalog import services as catalog
-from obeya.core import events, outbound
+from obeya.core import crypto, events, outbound
 from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import InvalidInput, NotFound, PermissionDenied
 from obeya.core.models import Event
@@ -103,7 +103,7 @@ def create_channel(
             name=name,
             kind=kind,
             url=url if kind == "webhook" else "",
-            secret=secret if kind == "webhook" else "",
+            secret=crypto.seal(secret) if kind == "webhook" else "",
             recipients=recipients if kind == "email" else [],
             kinds=chosen,
             created_at=actor.now(),
@@ -216,7 +216,7 @@ def _send_webhook(channel: Channel, delivery: Delivery) -> tuple[bool, int | Non
                 "User-Agent": "Obeya-Notifier",
                 "X-Obeya-Event": delivery.event.kind,
                 "X-Obeya-Delivery": str(delivery.pk),
-                "X-Obeya-Signature-256": signature(channel.secret, body),
+                "X-Obeya-Signature-256": signature(crypto.unseal(channel.secret), body),
             },
         )
     except outbound.OutboundRefused as refused:

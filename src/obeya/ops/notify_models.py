@@ -20,7 +20,8 @@ class Channel(models.Model):
     name = models.CharField(max_length=63)
     kind = models.CharField(max_length=8)  # webhook | email
     url = models.CharField(max_length=500, blank=True)
-    secret = models.CharField(max_length=200, blank=True)  # write-only: signs webhook bodies
+    # Write-only, signs webhook bodies; sealed (obeya.core.crypto): holds a Fernet token.
+    secret = models.TextField(blank=True)
     recipients = models.JSONField(default=list)
     kinds = models.JSONField(default=list)  # event kinds; empty = every notified kind
     enabled = models.BooleanField(default=True)

@@ -6,14 +6,15 @@ from datetime import datetime
 from typing import Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from obeya.catalog import services as catalog
 from obeya.core.actors import Actor, actor_for_request
 from obeya.core.errors import PermissionDenied
 from obeya.core.paging import Mapped
 from obeya.pipelines import andon, artifacts, leases, reports, runners, runs, secrets_store
-from obeya.pipelines.models import Job, Run, Runner
+from obeya.pipelines.models import Job, Pipeline, Run, Runner
 
 router = Router(tags=["pipelines"])
 
@@ -117,16 +118,28 @@ class RunnerCreated(RunnerOut):
 
 class SecretOut(Schema):
     name: str
+    environment: str = Field(description='The environment it is scoped to ("" = every job).')
+    protected: bool = Field(description="Only runs of protected refs receive it.")
     updated_at: datetime
 
 
 class SecretIn(Schema):
     value: str
+    protected: bool = Field(False, description="Only runs of protected refs receive it.")
+    environment: str = Field(
+        "", description='Only jobs naming this environment receive it ("" = every job).'
+    )
 
 
 class PipelineIn(Schema):
     default_branch: str | None = None
     poll_interval_s: int | None = None
+    protected_branches: list[str] | None = Field(
+        None, description="Glob patterns of branches whose runs receive protected secrets."
+    )
+    protected_tags: list[str] | None = Field(
+        None, description="Glob patterns of tags whose runs receive protected secrets."
+    )
 
 
 def run_body(run: Run) -> dict[str, Any]:
@@ -283,10 +296,28 @@ def change_andon(request: HttpRequest, slug: str, payload: AndonIn) -> dict[str,
     return _andon_body(slug)
 
 
+def _pipeline_body(pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "default_branch": pipeline.default_branch,
+        "poll_interval_s": pipeline.poll_interval_s,
+        "protected_branches": pipeline.protected_branches,
+        "protected_tags": pipeline.protected_tags,
+    }
+
+
+@router.get(
+    "/services/{slug}/pipeline",
+    response=dict[str, Any],
+    summary="Pipeline settings: default branch, polling, protected refs",
+)
+def get_pipeline(request: HttpRequest, slug: str) -> dict[str, Any]:
+    return _pipeline_body(runs.pipeline_of(catalog.get_service(slug)))
+
+
 @router.put(
     "/services/{slug}/pipeline",
     response=dict[str, Any],
-    summary="Pipeline settings: default branch, polling",
+    summary="Pipeline settings: default branch, polling, protected refs",
 )
 def set_pipeline(request: HttpRequest, slug: str, payload: PipelineIn) -> dict[str, Any]:
     pipeline = runs.set_pipeline(
@@ -294,8 +325,10 @@ def set_pipeline(request: HttpRequest, slug: str, payload: PipelineIn) -> dict[s
         slug,
         default_branch=payload.default_branch,
         poll_interval_s=payload.poll_interval_s,
+        protected_branches=payload.protected_branches,
+        protected_tags=payload.protected_tags,
     )
-    return {"default_branch": pipeline.default_branch, "poll_interval_s": pipeline.poll_interval_s}
+    return _pipeline_body(pipeline)
 
 
 def runner_body(runner: Runner) -> dict[str, Any]:
@@ -367,13 +400,26 @@ def list_secrets(request: HttpRequest, slug: str) -> list[dict[str, Any]]:
 
 @router.put("/services/{slug}/secrets/{name}", response={204: None}, summary="Set a secret")
 def set_secret(request: HttpRequest, slug: str, name: str, payload: SecretIn) -> Status[None]:
-    secrets_store.set_secret(actor_for_request(request, "api"), slug, name, payload.value)
+    secrets_store.set_secret(
+        actor_for_request(request, "api"),
+        slug,
+        name,
+        payload.value,
+        protected=payload.protected,
+        environment=payload.environment,
+    )
     return Status(204, None)
 
 
-@router.delete("/services/{slug}/secrets/{name}", response={204: None}, summary="Delete a secret")
-def delete_secret(request: HttpRequest, slug: str, name: str) -> Status[None]:
-    secrets_store.delete_secret(actor_for_request(request, "api"), slug, name)
+@router.delete(
+    "/services/{slug}/secrets/{name}",
+    response={204: None},
+    summary="Delete a secret (?environment= names the scope of an environment's secret)",
+)
+def delete_secret(
+    request: HttpRequest, slug: str, name: str, environment: str = ""
+) -> Status[None]:
+    secrets_store.delete_secret(actor_for_request(request, "api"), slug, name, environment)
     return Status(204, None)
 
 

@@ -9,8 +9,13 @@ class PipelinesConfig(AppConfig):
     verbose_name = "Pipelines"
 
     def ready(self) -> None:
+        from obeya.core import sealed
         from obeya.web import context
         from obeya.web.templatetags import obeya_tags
+
+        # Encrypted under the key file; `obeya secrets rotate-key` re-encrypts them.
+        sealed.register("pipelines.Secret", "value")
+        sealed.register("pipelines.Pipeline", "webhook_secret")
 
         context.NAVIGATION.insert(1, context.NavItem("Runners", "/runners/", "/runners"))
         context.SERVICE_TABS.append(context.ServiceTab("Runs", "runs/"))
@@ -54,8 +59,17 @@ _EVENT_TEXT: dict[str, Any] = {
     "job.played": lambda d: f"started the manual job {d.get('name')}",
     "andon.pulled": lambda d: f"pulled the andon cord: {d.get('reason')}",
     "andon.released": lambda d: f"released the andon cord: {d.get('reason')}",
-    "secret.set": lambda d: f"set the secret {d.get('name')}",
-    "secret.deleted": lambda d: f"deleted the secret {d.get('name')}",
+    "secret.set": lambda d: (
+        f"set the {'protected ' if d.get('protected') else ''}secret {d.get('name')}"
+        + (f" for {d['environment']}" if d.get("environment") else "")
+    ),
+    "secret.deleted": lambda d: (
+        f"deleted the secret {d.get('name')}"
+        + (f" of {d['environment']}" if d.get("environment") else "")
+    ),
+    "secrets.key_rotated": lambda d: (
+        f"rotated the secrets key ({d.get('reencrypted')} secret(s) encrypted again)"
+    ),
     "runner.registered": lambda d: f"registered the runner {d.get('name')}",
     "pipeline.configured": lambda d: "changed the pipeline settings",
 }

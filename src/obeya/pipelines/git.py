@@ -122,6 +122,14 @@ def resolve(mirror: Path, ref: str) -> tuple[str, str]:
     raise GitError(f'no branch, tag or commit "{ref}" in the repository', field="ref")
 
 
+def is_tag(mirror: Path, name: str, sha: str) -> bool:
+    """Whether ``name`` is a tag of the mirror pointing at commit ``sha`` (after ``resolve``)."""
+    found = git(
+        "rev-parse", "--verify", "--quiet", f"refs/tags/{name}^{{commit}}", cwd=mirror, check=False
+    ).strip()
+    return bool(found) and found == sha
+
+
 def commit(mirror: Path, sha: str) -> Commit:
     out = git("log", "-1", "--format=%H%x00%an%x00%ae%x00%aI%x00%cI%x00%B", sha, "--", cwd=mirror)
     full, name, email, authored, committed, message = out.split("\x00", 5)

@@ -2,11 +2,17 @@
 
 The signature is the authentication, so it is checked over the raw body with
 ``hmac.compare_digest`` before anything is parsed or written (RELIABILITY C2). Senders
-retry and people press "redeliver", and a push carries no timestamp, so the delivery id
-makes a resent push a no-op: its row is inserted in its own short transaction before the
-run starts, and the unique (service, delivery id) pair lets exactly one of two racing
-copies through. The run itself starts outside that transaction, because ``create_run``
-fetches the repository first and no database lock may be held while the network is slow.
+retry and people press "redeliver", so the delivery id makes a resent push a no-op: its
+row is inserted in its own short transaction before the run starts, and the unique
+(service, delivery id) pair lets exactly one of two racing copies through. The run itself
+starts outside that transaction, because ``create_run`` fetches the repository first and
+no database lock may be held while the network is slow.
+
+A GitHub push carries no timestamp. The generic hook's signature does
+(``X-Obeya-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``): a
+signature more than ``TOLERANCE_S`` away from the server's clock is refused, and each
+signature seen within that window is remembered (``WebhookSignature``), so a captured body
+and signature sent again under a fresh delivery id is refused too.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -25,14 +32,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
 from obeya.catalog import services as catalog
-from obeya.core import events
+from obeya.catalog.models import Service
+from obeya.core import crypto, events
 from obeya.core.actors import Actor
 from obeya.core.errors import Conflict, InvalidInput, ObeyaError, Unauthenticated
 from obeya.core.roles import Permission
 from obeya.pipelines import runs
-from obeya.pipelines.models import Pipeline, Run, WebhookDelivery
+from obeya.pipelines.models import Pipeline, Run, WebhookDelivery, WebhookSignature
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+TOLERANCE_S = 300  # how far a generic signature's t= may be from the server's clock
 PROVIDERS = ("github", "gitlab", "generic")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _OUTCOME_LENGTH = WebhookDelivery._meta.get_field("outcome").max_length or 200
@@ -93,8 +102,59 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
-def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) -> None:
-    """Raise Unauthenticated unless ``headers`` prove the sender knows ``secret``."""
+def timed_signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The generic hook's ``t=<timestamp>,v1=<hex>`` header value, over "<t>.<raw body>"."""
+    signed = str(timestamp).encode() + b"." + body
+    return f"t={timestamp},v1=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def _timed_parts(header: str, given: str) -> tuple[int, list[str]]:
+    """(t, the v1 signatures) of a generic signature header; Unauthenticated if malformed."""
+    fields: dict[str, list[str]] = {}
+    for part in given.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value.strip())
+    stamps, signatures = fields.get("t", []), fields.get("v1", [])
+    if len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12 or not signatures:
+        raise Unauthenticated(
+            f'{header} must be t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>"> '
+            "with the service's webhook secret: the timestamp is signed so that a captured "
+            "request cannot be replayed later (see docs/triggers.md)",
+            code="bad_signature",
+        )
+    return int(stamps[0]), signatures
+
+
+def _check_timed(header: str, secret: str, given: str, body: bytes, now: datetime | None) -> None:
+    timestamp, signatures = _timed_parts(header, given)
+    expected = timed_signature(secret, timestamp, body).partition(",v1=")[2]
+    # Every v1 is compared (in constant time), so which one failed tells nothing.
+    matched = [_same(candidate, expected) for candidate in signatures]
+    if not any(matched):
+        raise Unauthenticated(
+            f'{header} does not match the signature of "<t>.<raw body>" with this '
+            "service's webhook secret: copy the current secret into the sender",
+            code="bad_signature",
+        )
+    skew = abs((now or datetime.now(UTC)).timestamp() - timestamp)
+    if skew > TOLERANCE_S:
+        raise Unauthenticated(
+            f"{header} was signed at t={timestamp}, {int(skew)} s away from this server's "
+            f"clock; signatures are accepted for {TOLERANCE_S} s: sign each delivery when "
+            "sending it (and check the sender's clock)",
+            code="stale_signature",
+        )
+
+
+def verify(
+    provider: str,
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime | None = None,
+) -> None:
+    """Raise Unauthenticated unless ``headers`` prove the sender knows ``secret``
+    (and, for the generic hook, signed this body within ``TOLERANCE_S`` of ``now``)."""
     header = _SIGNATURE_HEADER[provider]
     given = headers.get(header, "")
     if not given:
@@ -103,6 +163,9 @@ def verify(provider: str, secret: str, headers: Mapping[str, str], body: bytes) 
             "webhook settings",
             code="bad_signature",
         )
+    if provider == "generic":
+        _check_timed(header, secret, given, body, now)
+        return
     expected = secret if provider == "gitlab" else signature(secret, body)
     if not _same(given, expected):
         what = "token" if provider == "gitlab" else "signature of the raw body"
@@ -125,7 +188,7 @@ def _secret_of(slug: str) -> str:
             f"(set one with POST /api/services/{slug}/webhook-secret)",
             code="bad_signature",
         )
-    return secret
+    return crypto.unseal(secret)
 
 
 # ---- reading a verified notification ----------------------------------------------------
@@ -202,11 +265,14 @@ def receive_webhook(
     """Verify a notification and start a run of the pushed branch, at most once per delivery."""
     if provider not in PROVIDERS:
         raise InvalidInput(f"unknown webhook kind {provider!r}: use {', '.join(PROVIDERS)}")
-    verify(provider, _secret_of(slug), headers, body)
+    verify(provider, _secret_of(slug), headers, body, actor.now())
     push = read_push(provider, headers, body)
     if isinstance(push, Received):
         return push
-    delivery, first = _claim(actor, provider, slug, push)
+    digest = ""
+    if provider == "generic":
+        digest = hashlib.sha256(headers[_SIGNATURE_HEADER[provider]].encode()).hexdigest()
+    delivery, first = _claim(actor, provider, slug, push, digest)
     if not first:
         return Received(Outcome.DUPLICATE, delivery.outcome, delivery.run)
     if push.ignored:
@@ -226,11 +292,19 @@ def receive_webhook(
     return Received(Outcome.STARTED, message, run)
 
 
-def _claim(actor: Actor, provider: str, slug: str, push: Push) -> tuple[WebhookDelivery, bool]:
-    """Record the delivery; (the earlier row, False) when its id was seen before."""
+def _claim(
+    actor: Actor, provider: str, slug: str, push: Push, digest: str = ""
+) -> tuple[WebhookDelivery, bool]:
+    """Record the delivery; (the earlier row, False) when its id was seen before.
+
+    With ``digest`` (a generic signature's), the signature is remembered in the same
+    transaction; seen before under another delivery id, the delivery is a replay.
+    """
     service = catalog.get_service(slug)
     try:
         with transaction.atomic():
+            if digest:
+                _remember_signature(actor, service, push.delivery_id, digest)
             return WebhookDelivery.objects.create(
                 service=service,
                 provider=provider,
@@ -253,6 +327,30 @@ def _claim(actor: Actor, provider: str, slug: str, push: Push) -> tuple[WebhookD
         return earlier, False
 
 
+def _remember_signature(actor: Actor, service: Service, delivery_id: str, digest: str) -> None:
+    """Note the signature; Unauthenticated (and the caller's transaction undone) when it
+    came before with another delivery id.
+
+    Signatures seen longer ago than twice the tolerance are forgotten: their timestamp
+    alone refuses them now.
+    """
+    now = actor.now()
+    WebhookSignature.objects.filter(
+        service=service, seen_at__lt=now - timedelta(seconds=2 * TOLERANCE_S)
+    ).delete()
+    # Of two copies racing, the second waits on the unique index, then reads the first.
+    seen, created = WebhookSignature.objects.get_or_create(
+        service=service, digest=digest, defaults={"delivery_id": delivery_id, "seen_at": now}
+    )
+    earlier = seen.delivery_id
+    if not created and earlier != delivery_id:
+        raise Unauthenticated(
+            f"this signature was already used by delivery {earlier}: a replayed request is "
+            "refused. Sign each delivery afresh (a new t=) when sending it",
+            code="replayed_signature",
+        )
+
+
 def _settle(delivery: WebhookDelivery, run: Run | None, outcome: str) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         run=run, outcome=outcome[:_OUTCOME_LENGTH]
@@ -267,7 +365,7 @@ def rotate_webhook_secret(actor: Actor, slug: str) -> str:
     with transaction.atomic():
         pipeline = Pipeline.objects.select_for_update().get(pk=runs.pipeline_of(service).pk)
         replaced = bool(pipeline.webhook_secret)
-        pipeline.webhook_secret = secret
+        pipeline.webhook_secret = crypto.seal(secret)
         pipeline.save(update_fields=["webhook_secret"])
         events.record(
             actor,

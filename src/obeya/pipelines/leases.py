@@ -26,17 +26,17 @@ from obeya.core.errors import (
     InvalidInput,
     NotFound,
 )
-from obeya.pipelines import git, logic, runs, wakeup
+from obeya.pipelines import git, logic, runs, secrets_store, wakeup
 from obeya.pipelines.models import (
     Job,
     JobAttempt,
     JobKind,
     JobStatus,
     LogChunk,
+    Pipeline,
     Run,
     Runner,
     RunStatus,
-    Secret,
 )
 
 logger = logging.getLogger("obeya.pipelines")
@@ -92,20 +92,43 @@ def _jobs(where: str, params: list[Any], *, lock: bool = False) -> list[Job]:
 
 
 # While a result and the next claim are recorded together, a service's secrets are read
-# once for both (masking the log's tail, then the next job's payload).
+# (and decrypted) once for both (masking the log's tail, then the next job's payload).
 _read_once = threading.local()
 
 
-def _secrets(service_id: int) -> list[tuple[str, str]]:
-    memo: dict[int, list[tuple[str, str]]] | None = getattr(_read_once, "secrets", None)
+def _secrets(service_id: int) -> list[logic.StoredSecret]:
+    memo: dict[int, list[logic.StoredSecret]] | None = getattr(_read_once, "secrets", None)
     if memo is not None and service_id in memo:
         return memo[service_id]
-    table = rows.quote(Secret._meta.db_table)
-    query = f"SELECT name, value FROM {table} WHERE service_id = %s"  # noqa: S608 (the model's table)
-    found = sorted((str(name), str(value)) for name, value in rows.fetch(query, [service_id]))
+    found = secrets_store.stored_secrets(service_id)
     if memo is not None:
         memo[service_id] = found
     return found
+
+
+def _job_secrets(job: Job) -> dict[str, str]:
+    """The secrets this job may have: its environment's, and protected ones only on a
+    protected ref (``logic.secrets_for_job``). Settings are read only when they matter."""
+    run = job.run
+    stored = _secrets(run.service_id)
+    if not stored:
+        return {}
+    scoped = any(secret.environment for secret in stored)
+    guarded_envs = secrets_store.protected_environments(run.service_id) if scoped else frozenset()
+    protected_ref = False
+    if any(s.protected or s.environment in guarded_envs for s in stored):
+        settings_row = (
+            Pipeline.objects.filter(service_id=run.service_id)
+            .values_list("default_branch", "protected_branches", "protected_tags")
+            .first()
+        )
+        if settings_row is not None:
+            default_branch, branches, tags = settings_row
+            protected_ref = logic.ref_is_protected(
+                run.branch, run.tag, default_branch, branches or [], tags or []
+            )
+    environment = str(job.spec.get("environment") or "")
+    return logic.secrets_for_job(stored, environment, protected_ref, guarded_envs)
 
 
 def _seen(runner: Runner, now: datetime) -> None:
@@ -213,7 +236,7 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
         "script": spec.get("script", []),
         "timeout_seconds": spec.get("timeout_seconds", 3600),
         "variables": variables,
-        "secrets": dict(_secrets(run.service_id)),
+        "secrets": _job_secrets(job),
         "artifacts": {"paths": spec.get("artifact_paths", [])},
         "reports": {"junit": spec.get("junit", [])},
         "source": f"/api/runner/jobs/{job.pk}/source",
@@ -302,7 +325,8 @@ def _append(job: Job, attempt: JobAttempt, offset: int, data: bytes) -> int:
         )
     fresh = data[size - offset :]
     if fresh:
-        secret_values = [value for _, value in _secrets(job.run.service_id)]
+        # Every secret of the service, whichever this job was given.
+        secret_values = [secret.value for secret in _secrets(job.run.service_id)]
         rows.insert(LogChunk(attempt=attempt, offset=size, data=_mask(fresh, secret_values)))
         attempt.log_size = size + len(fresh)
     return attempt.log_size

@@ -1,9 +1,12 @@
-"""Rules of the job graph: when a job may start, and what a run's status is. Pure."""
+"""Rules of the job graph (when a job may start, what a run's status is) and of which
+secrets a job receives. Pure."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
+from fnmatch import fnmatchcase
 
 
 class Decision(StrEnum):
@@ -88,3 +91,57 @@ def should_retry(reason: str, attempt: int, retry_max: int, retry_when: str) -> 
     return (
         retry_when == "always" and reason in {"script_failure", "timeout"} and attempt <= retry_max
     )
+
+
+# ---- which secrets a job receives ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """A secret as the claim sees it (value already decrypted)."""
+
+    name: str
+    value: str
+    environment: str = ""  # "" = every job
+    protected: bool = False
+
+
+def ref_is_protected(
+    branch: str,
+    tag: str,
+    default_branch: str,
+    branch_patterns: Iterable[str],
+    tag_patterns: Iterable[str],
+) -> bool:
+    """A run's ref is protected when it is the default branch, a branch matching one of
+    ``branch_patterns``, or a tag matching one of ``tag_patterns`` (shell globs, ``*``
+    crossing ``/``). A bare commit is never protected."""
+    if branch:
+        return branch == default_branch or any(fnmatchcase(branch, p) for p in branch_patterns)
+    return bool(tag) and any(fnmatchcase(tag, p) for p in tag_patterns)
+
+
+def secrets_for_job(
+    stored: Iterable[StoredSecret],
+    job_environment: str,
+    protected_ref: bool,
+    protected_environments: frozenset[str],
+) -> dict[str, str]:
+    """The secrets a job gets, by name.
+
+    A secret scoped to an environment goes only to jobs naming that environment, and wins
+    over an unscoped secret of the same name. A protected secret, or one scoped to a
+    protected environment, goes only to runs of a protected ref: a branch anyone may push
+    cannot reach it by writing ``environment: production`` in its obeya.yml.
+    """
+    chosen: dict[str, StoredSecret] = {}
+    for secret in stored:
+        if secret.environment and secret.environment != job_environment:
+            continue
+        guarded = secret.protected or secret.environment in protected_environments
+        if guarded and not protected_ref:
+            continue
+        earlier = chosen.get(secret.name)
+        if earlier is None or (secret.environment and not earlier.environment):
+            chosen[secret.name] = secret
+    return {name: secret.value for name, secret in sorted(chosen.items())}

@@ -35,10 +35,14 @@ class Pipeline(models.Model):
 
     service = models.OneToOneField(Service, on_delete=models.CASCADE, related_name="pipeline")
     default_branch = models.CharField(max_length=200, default="main")
-    webhook_secret = models.CharField(max_length=200, blank=True)  # write-only
+    # Write-only, and sealed (obeya.core.crypto): the column holds a Fernet token.
+    webhook_secret = models.TextField(blank=True)
     poll_interval_s = models.PositiveIntegerField(default=0, help_text="0 = no polling")
     last_polled_at = models.DateTimeField(null=True, blank=True)
     known_heads = models.JSONField(default=dict, help_text="branch -> last sha seen by polling")
+    # Runs of these refs (and of the default branch) receive protected secrets.
+    protected_branches = models.JSONField(default=list, help_text="glob patterns of branches")
+    protected_tags = models.JSONField(default=list, help_text="glob patterns of tags")
 
     def __str__(self) -> str:
         return f"pipeline of {self.service_id}"
@@ -56,6 +60,7 @@ class Run(models.Model):
     )
     ref = models.CharField(max_length=255)
     branch = models.CharField(max_length=255, blank=True)
+    tag = models.CharField(max_length=255, blank=True)  # the tag run, when ref named one
     sha = models.CharField(max_length=64)
     author_name = models.CharField(max_length=255, blank=True)
     author_email = models.CharField(max_length=255, blank=True)
@@ -191,17 +196,25 @@ class LogChunk(models.Model):
 
 
 class Secret(models.Model):
-    """A value a service's jobs receive in their environment; write-only, masked in logs."""
+    """A value a service's jobs receive in their environment; write-only, masked in logs.
+
+    ``value`` is sealed (obeya.core.crypto). A protected secret reaches only runs of
+    protected refs; one scoped to an environment only jobs that name that environment.
+    """
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=100)
+    environment = models.CharField(max_length=63, blank=True)  # "" = every job
+    protected = models.BooleanField(default=False)
     value = models.TextField()
     updated_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "environment"]
         constraints = [
-            models.UniqueConstraint(fields=["service", "name"], name="pipelines_secret_name")
+            models.UniqueConstraint(
+                fields=["service", "name", "environment"], name="pipelines_secret_scope"
+            )
         ]
 
     def __str__(self) -> str:
@@ -244,6 +257,24 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.delivery_id}"
+
+
+class WebhookSignature(models.Model):
+    """A generic webhook signature seen lately: the same signed body under another
+    delivery id is a replay. Rows older than the timestamp tolerance are pruned."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=64)  # sha256 of the signature (t and body)
+    delivery_id = models.CharField(max_length=200)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["service", "digest"], name="pipelines_signature_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id} {self.digest[:12]}"
 
 
 class Artifact(models.Model):

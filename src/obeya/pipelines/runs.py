@@ -112,6 +112,8 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
     mirror = mirror_of(service)
     git.sync(service.repository_url, mirror)
     sha, branch = git.resolve(mirror, ref or pipeline.default_branch)
+    # A tag's runs may receive protected secrets (see secrets_store): know it was one.
+    tag = ref.strip() if ref and not branch and git.is_tag(mirror, ref.strip(), sha) else ""
     head = git.commit(mirror, sha)
     text = git.read_file(mirror, sha, SPEC_FILE)
     problems: list[str] = []
@@ -144,6 +146,7 @@ def create_run(actor: Actor, slug: str, ref: str | None = None, *, trigger: str 
             triggered_by=actor.user,
             ref=ref or pipeline.default_branch,
             branch=branch,
+            tag=tag,
             sha=sha,
             author_name=head.author_name,
             author_email=head.author_email,
@@ -502,9 +505,14 @@ def set_pipeline(
     *,
     default_branch: str | None = None,
     poll_interval_s: int | None = None,
+    protected_branches: list[str] | None = None,
+    protected_tags: list[str] | None = None,
 ) -> Pipeline:
     service = catalog.get_service(slug)
     catalog.require(actor, service, Permission.CONFIGURE_ENVIRONMENTS)
+    if protected_branches is not None or protected_tags is not None:
+        # Protected refs decide who receives protected secrets: theirs to change.
+        catalog.require(actor, service, Permission.MANAGE_SECRETS)
     with transaction.atomic():
         pipeline = Pipeline.objects.select_for_update().get(pk=pipeline_of(service).pk)
         changes: dict[str, Any] = {}
@@ -518,11 +526,32 @@ def set_pipeline(
                     "poll interval: 0 (off) or 10 to 86400 seconds", field="poll_interval_s"
                 )
             changes["poll_interval_s"] = poll_interval_s
+        for field, patterns in (
+            ("protected_branches", protected_branches),
+            ("protected_tags", protected_tags),
+        ):
+            if patterns is not None:
+                changes[field] = _ref_patterns(field, patterns)
         for key, value in changes.items():
             setattr(pipeline, key, value)
         pipeline.save()
         events.record(actor, "pipeline.configured", f"service:{slug}", changes, service=slug)
     return pipeline
+
+
+def _ref_patterns(field: str, patterns: list[str]) -> list[str]:
+    """Glob patterns of branch or tag names, cleaned; at most 50 of 1 to 200 characters."""
+    cleaned = sorted({pattern.strip() for pattern in patterns if pattern.strip()})
+    if len(cleaned) > 50:
+        raise InvalidInput(f"{field}: at most 50 patterns", field=field)
+    for pattern in cleaned:
+        if len(pattern) > 200 or pattern.startswith("-") or any(c in pattern for c in "\0\n\r "):
+            raise InvalidInput(
+                f"{field}: {pattern!r} is not a branch or tag name pattern (such as "
+                "release/* or v*)",
+                field=field,
+            )
+    return cleaned
 
 
 def repository_files(run: Run, suffix: str) -> dict[str, str]:

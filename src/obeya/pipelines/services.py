@@ -31,7 +31,12 @@ from obeya.pipelines.runs import (
     set_pipeline,
     settle_deploy_job,
 )
-from obeya.pipelines.secrets_store import delete_secret, secret_names, set_secret
+from obeya.pipelines.secrets_store import (
+    PROTECTED_ENVIRONMENTS,
+    delete_secret,
+    secret_names,
+    set_secret,
+)
 
 
 def artifact_of(run: Run, job_name: str) -> Artifact | None:
@@ -73,6 +78,7 @@ def commits_between(slug: str, old_sha: str, new_sha: str, limit: int = 50) -> l
 __all__ = [
     "DEPLOY_CANCELED",
     "DEPLOY_DISPATCHERS",
+    "PROTECTED_ENVIRONMENTS",
     "RUN_CREATED",
     "RUN_FINISHED",
     "andon_is_pulled",

@@ -1,8 +1,11 @@
 from django.urls import path
 
-from obeya.pipelines import views
+from obeya.pipelines import secrets_views, views
 
 urlpatterns = [
+    path("services/<slug:slug>/secrets/", secrets_views.secret_list, name="secret-list"),
+    path("services/<slug:slug>/secrets/delete/", secrets_views.secret_delete, name="secret-delete"),
+    path("services/<slug:slug>/secrets/refs/", secrets_views.protected_refs, name="secret-refs"),
     path("services/<slug:slug>/runs/", views.run_list, name="run-list"),
     path("services/<slug:slug>/runs/<int:number>/", views.run_detail, name="run-detail"),
     path("services/<slug:slug>/runs/<int:number>/cancel/", views.run_cancel, name="run-cancel"),
