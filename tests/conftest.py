@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +16,34 @@ from django.test import Client
 from obeya.core import services as core
 from obeya.core.actors import Actor
 from obeya.core.models import User
+from obeya.runner import keeper
 
 PASSWORD = "correct horse battery staple"
 SYSTEM = Actor(user=None, channel="cli")
 
 
 @pytest.fixture(autouse=True)
-def _data_dir(settings: Any, tmp_path: Path) -> Path:
-    """Each test gets its own data dir, so files never leak between tests."""
+def _data_dir(settings: Any, tmp_path: Path) -> Iterator[Path]:
+    """Each test gets its own data dir, so files never leak between tests; the sandboxes
+    its deployments' hooks ran in (and the services they started) end with it."""
     settings.DATA_DIR = tmp_path / "data"
     # The real hasher is slow on purpose; tests only need a correct one.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    return settings.DATA_DIR
+    yield settings.DATA_DIR
+    keeper.stop_all(Path(settings.DATA_DIR) / "keepers")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_keeper_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Sandboxes kept for deployment roots under this session's folders, by servers the
+    tests started, end with the session."""
+    yield
+    top = str(tmp_path_factory.getbasetemp()).encode()  # this worker's only
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+            if keeper.MARK.encode() in words and any(w.startswith(top) for w in words):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from obeya.runner import keeper
+
 OBEYA = str(Path(sys.executable).with_name("obeya"))
 
 
@@ -88,6 +90,7 @@ def obeya_server(env: dict[str, str], *extra_args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        keeper.stop_all(Path(env["OBEYA_DATA_DIR"]) / "keepers")  # and the services in them
 
 
 @contextmanager
@@ -105,3 +108,25 @@ def fresh_postgres_database(server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def processes_with(token: str) -> list[int]:
+    """This host's live processes whose command line holds ``token`` (zombies left out):
+    how a test finds what a sandbox started, whose own pids mean nothing out here."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            running = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+            if running and token.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until_gone(token: str, timeout_s: float = 5.0) -> list[int]:
+    """Wait for every process holding ``token`` to end; those still left at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while (left := processes_with(token)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left

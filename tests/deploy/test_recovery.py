@@ -285,20 +285,21 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_hook_records_its_process_group_only_while_it_runs(tmp_path: Path) -> None:
-    host = LocalHost(str(tmp_path / "target"))
+    host = LocalHost(str(tmp_path / "target"), deployer.keepers())
     host.prepare()
     seen: list[str] = []
     code = host.run(
         # the deployer writes the record just after the hook starts: wait for it a moment
         'for _ in $(seq 100); do test -s "$OBEYA_ROOT/.running" && break; sleep 0.05; done;'
-        ' cat "$OBEYA_ROOT/.running"; echo; test "$(cat "$OBEYA_ROOT/.running")" = "$$"',
+        ' cat "$OBEYA_ROOT/.running"; echo',
         {"PATH": os.environ["PATH"], "OBEYA_ROOT": host.root},
         host.root,
         10,
         seen.append,
     )
     assert code == 0, seen
-    assert seen and seen[0].isdigit()
+    group = int(seen[0])  # the host's process group of the hook (its sandbox's pids differ)
+    assert group > 1
     assert not (tmp_path / "target" / ".running").exists()
 
 

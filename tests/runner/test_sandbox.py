@@ -14,6 +14,7 @@ import pytest
 
 from obeya.runner.executor import ExecResult, run_script
 from obeya.runner.sandbox import SANDBOX_UID, Sandbox, SandboxUnavailable
+from tests.processes import wait_until_gone
 
 SANDBOX = Sandbox.from_environment({})  # bubblewrap is required: .ci/run installs it
 
@@ -31,20 +32,6 @@ def run(lines: list[str], cwd: Path, **options: Any) -> tuple[ExecResult, str]:
         **options,
     )
     return result, b"".join(chunks).decode()
-
-
-def host_processes_with(token: str) -> list[int]:
-    """Host pids whose command line holds ``token`` (zombies left out)."""
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if token.encode() in (entry / "cmdline").read_bytes():
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state not in ("Z", "X"):
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_a_job_sees_its_workspace_and_not_the_files_beside_it(tmp_path: Path) -> None:
@@ -100,10 +87,7 @@ def test_what_a_job_leaves_running_ends_with_it_even_in_its_own_session(tmp_path
     token = f"{time.time_ns() % 10**9}.{os.getpid()}"
     result, output = run([f"setsid sleep {token} > /dev/null 2>&1 &", "echo started"], tmp_path)
     assert result.outcome == "succeeded", output
-    deadline = time.monotonic() + 5
-    while host_processes_with(f"sleep\0{token}") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert host_processes_with(f"sleep\0{token}") == []
+    assert wait_until_gone(f"sleep\0{token}") == []
 
 
 def test_a_timeout_ends_every_process_of_the_job(tmp_path: Path) -> None:
@@ -111,10 +95,7 @@ def test_a_timeout_ends_every_process_of_the_job(tmp_path: Path) -> None:
     lines = [f"setsid sleep {token} &", f"sleep {token}"]
     result, _ = run(lines, tmp_path, timeout_s=0.5, kill_grace_s=0.3)
     assert (result.outcome, result.exit_code) == ("timed_out", None)
-    deadline = time.monotonic() + 5
-    while host_processes_with(f"sleep\0{token}") and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert host_processes_with(f"sleep\0{token}") == []
+    assert wait_until_gone(f"sleep\0{token}") == []
 
 
 def test_network_none_cuts_the_job_off_and_shared_does_not(tmp_path: Path) -> None:

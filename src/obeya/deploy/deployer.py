@@ -31,6 +31,8 @@ from obeya.deploy import health, logic
 from obeya.deploy.models import Deployment, DeploymentLog, DeploymentStatus, Environment, Release
 from obeya.deploy.targets import Host, LocalHost, TargetError
 from obeya.pipelines import services as pipelines
+from obeya.runner import sandbox
+from obeya.runner.keeper import Keepers
 
 log = logging.getLogger("obeya.deploy")
 IDLE_WAIT_S = 0.5
@@ -61,6 +63,11 @@ def lease_seconds() -> int:
     return int(settings.OBEYA_LEASE_SECONDS)
 
 
+def keepers() -> Keepers:
+    """The sandboxes local targets' hooks run in, recorded in the data directory."""
+    return Keepers(sandbox.configured(), Path(settings.DATA_DIR) / "keepers")
+
+
 def hosts_for(environment: Environment) -> list[Host]:
     target = environment.target or {}
     if target.get("kind") == "ssh":
@@ -68,7 +75,7 @@ def hosts_for(environment: Environment) -> list[Host]:
 
         return ssh.hosts_for(target)
     if target.get("kind") == "local":
-        return [LocalHost(str(target["root"]))]
+        return [LocalHost(str(target["root"]), keepers())]
     raise TargetError(f"environment {environment.name} has no target: configure one")
 
 

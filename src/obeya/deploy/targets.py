@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Protocol
 
+from obeya.runner import sandbox
+from obeya.runner.keeper import Keepers
 from obeya.runner.workspace import WorkspaceError, safe_extract_tar
 
 LogLine = Callable[[str], None]
@@ -98,11 +100,13 @@ def _fsync_directory(path: Path) -> None:
 
 
 class LocalHost:
-    """The release layout in a directory of this machine."""
+    """The release layout in a directory of this machine; hooks and command checks run in
+    the root's sandbox (its keeper, `obeya.runner.keeper`), where the root is writable."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, keepers: Keepers | None = None) -> None:
         self._root = Path(root)
         self.name = "local"
+        self._keepers = keepers
 
     @property
     def root(self) -> str:
@@ -206,7 +210,15 @@ class LocalHost:
         self, command: str, env: Mapping[str, str], cwd: str, timeout_s: float, log: LogLine
     ) -> int:
         record = self._root / RUNNING_RECORD
-        return run_command(command, env, cwd, timeout_s, log, record=record)
+        if self._keepers is None:
+            raise TargetError(f"{self._root}: no sandbox to run hooks in")
+        try:
+            argv = self._keepers.command(self._root, ["bash", "-c", command], Path(cwd))
+        except sandbox.SandboxUnavailable as missing:
+            log(missing.message)
+            return 127
+        env = self._keepers.sandbox.environment(env)
+        return run_command(command, env, cwd, timeout_s, log, record=record, argv=argv)
 
 
 def stop_leftover_commands(record: Path, root: str) -> None:
@@ -243,8 +255,12 @@ def run_command(
     log: LogLine,
     *,
     record: Path | None = None,
+    argv: list[str] | None = None,
 ) -> int:
     """Run ``command`` with bash in its own process group; its output goes to ``log``.
+
+    ``argv`` is the command line that runs it, when not plain ``bash -c command``: in a
+    sandbox (`LocalHost.run`).
 
     Values reach the command through its environment, never pasted into its text. Output
     is read from a file rather than a pipe, so a daemon the command leaves running (a
@@ -255,8 +271,8 @@ def run_command(
     with tempfile.TemporaryFile() as output:
         try:
             process = subprocess.Popen(
-                ["bash", "-c", command],
-                cwd=cwd,
+                argv or ["bash", "-c", command],
+                cwd=cwd if argv is None else "/",
                 env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
