@@ -8,6 +8,11 @@ run), divided by 50, is the orchestration overhead per job. The jobs' timestamps
 into pickup (queued → started), the job on the runner (started → finished) and hand-off
 (finished → next queued).
 
+Jobs run in the sandbox (`OBEYA_SANDBOX=on`, bubblewrap), as they do by default; the
+overhead therefore includes the sandbox. Beside it, the cost of one sandboxed `bash -c true`
+alone (the same `bwrap` command line a job gets, with no server around it) is measured the
+same way, so the two can be told apart.
+
 Each run is repeated (the median is the figure; the best run and the load average show how
 much other work on the machine weighed). For comparison, the same chain runs on a remote
 `obeya runner` over loopback HTTP.
@@ -35,6 +40,7 @@ import httpx
 
 from bench.serving import OBEYA, child_env, serve, stop
 from bench.timing import summary_ms
+from obeya.runner.sandbox import Sandbox
 
 PASSWORD = "a long enough bench password"  # noqa: S105 (a throwaway user in a temp dir)
 SLUG = "bench"
@@ -186,6 +192,20 @@ def chain_spec(length: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def sandboxed_spawns(count: int) -> list[float]:
+    """``count`` runs of `bash -c true` in the sandbox a job gets, each timed alone."""
+    box = Sandbox.from_environment({})
+    durations = []
+    with tempfile.TemporaryDirectory(prefix="obeya-bench-") as folder:
+        for _ in range(count):
+            begin = time.perf_counter()
+            launch = box.launch(["bash", "-c", "true"], writable=[Path(folder)], cwd=Path(folder))
+            subprocess.run(launch.argv, check=True, cwd="/", **launch.popen)
+            launch.close()
+            durations.append(time.perf_counter() - begin)
+    return durations
+
+
 def bash_spawns(count: int) -> list[float]:
     durations = []
     for _ in range(count):
@@ -260,9 +280,12 @@ def run() -> dict[str, object]:
     load_after = _load()
     overheads = embedded.per_job_ms()
     overhead_ms = statistics.median(overheads)
+    sandbox_ms = statistics.median(sandboxed_spawns(CHAIN)) * 1000
+    plain_ms = statistics.median(bash_spawns(CHAIN)) * 1000
     return {
         "database": "sqlite",
         "runner": "embedded (OBEYA_RUNNERS=1)",
+        "sandbox": Sandbox.from_environment({}).describe(),
         "jobs_per_run": CHAIN,
         "runs_measured": REPEATS,
         # Other work on the machine shows in every figure: the 1-minute load average
@@ -275,8 +298,14 @@ def run() -> dict[str, object]:
         "overhead_per_job_ms": overheads,
         "median_overhead_per_job_ms": overhead_ms,
         "best_run_overhead_per_job_ms": min(overheads),
-        "target_ms": 5,
-        "target_met": overhead_ms <= 5,
+        # Jobs run in the sandbox: the target is 8 ms with it (it was 5 ms without).
+        "target_ms": 8,
+        "target_met": overhead_ms <= 8,
+        # One sandboxed `bash -c true` alone, and one plain, measured together after the
+        # runs: what the sandbox itself costs a job.
+        "sandboxed_bash_c_true_spawn_ms": round(sandbox_ms, 3),
+        "plain_bash_c_true_spawn_ms": round(plain_ms, 3),
+        "sandbox_cost_per_job_ms": round(sandbox_ms - plain_ms, 3),
         "per_job": {key: summary_ms(values) for key, values in embedded.parts.items()},
         "per_job_resolution_ms": 1,  # the API's timestamps are to the millisecond
         "server_peak_rss_mb": server_rss,

@@ -6,10 +6,12 @@ import json
 import os
 import socket
 import sqlite3
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.processes import clean_env, fresh_postgres_database, run_obeya
+from tests.processes import clean_env, fresh_postgres_database, obeya_server, run_obeya
 
 pytestmark = pytest.mark.e2e
 
@@ -109,6 +111,26 @@ def test_config_lists_every_setting_and_hides_secrets(env):
     assert result.returncode == 0
     assert "OBEYA_DATA_DIR" in result.stdout and "OBEYA_DATABASE_URL" in result.stdout
     assert "s3cret-value" not in result.stdout
+
+
+def test_config_says_what_confines_users_commands(env):
+    result = run_obeya("config", env=env)
+    assert "Users' commands run in: bubblewrap (" in result.stdout
+    env["OBEYA_SANDBOX"] = "off"
+    result = run_obeya("config", env=env)
+    assert "Users' commands run in: off (OBEYA_SANDBOX=off)" in result.stdout
+
+
+def test_serve_with_the_sandbox_off_says_so_and_records_it(env):
+    env["OBEYA_SANDBOX"] = "off"
+    with obeya_server(env) as url:
+        assert httpx.get(f"{url}/api/health").status_code == 200
+    logs = list(Path(env["OBEYA_DATA_DIR"]).glob("serve-*.log"))
+    assert "Users' commands run in: off" in logs[0].read_text()
+    database = Path(env["OBEYA_DATA_DIR"]) / "obeya.sqlite3"
+    with sqlite3.connect(database) as db:
+        kinds = [row[0] for row in db.execute("SELECT kind FROM core_event")]
+    assert "sandbox.turned_off" in kinds
 
 
 @pytest.mark.skipif(

@@ -78,12 +78,27 @@ def serve(
         f"Obeya serving on http://{host}:{port}/ from {processes} process(es) with {runners} "
         "embedded runner(s)  (Ctrl+C to stop)"
     )
+    _announce_sandbox(f"server:{host}:{port}")
     try:
         web_workers.serve(sock, processes)
     finally:
         for stop in (deployers_stop, monitors_stop, incidents_stop, notifier_stop, backups_stop):
             stop.set()
         extras.shutdown()
+
+
+def _announce_sandbox(where: str) -> None:
+    """Say what confines users' commands here; without bwrap, say loudly that none will run."""
+    from obeya.core import services
+    from obeya.core.actors import Actor
+    from obeya.runner import sandbox
+
+    box = sandbox.configured()
+    typer.echo(f"Users' commands run in: {box.describe()}")
+    if not box.available:
+        typer.secho(f"No job, hook, monitor or backup command will run: {box.describe()}", err=True)
+    if not box.enabled:
+        services.record_unsandboxed(Actor(user=None, channel="cli"), where, box.describe())
 
 
 def _get_once(path: str) -> int:
@@ -249,3 +264,6 @@ def config() -> None:
         shown = ("(set)" if value else "") if row.secret else value
         rows.append((row.name, shown, row.help))
     print_table(("setting", "value", "what it is for"), rows)
+    from obeya.runner import sandbox
+
+    typer.echo(f"\nUsers' commands run in: {sandbox.configured().describe()}")

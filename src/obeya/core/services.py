@@ -220,3 +220,10 @@ def authenticate_token(plaintext: str, *, clock: Clock = SYSTEM_CLOCK) -> ApiTok
     if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
+
+
+def record_unsandboxed(actor: Actor, where: str, description: str) -> None:
+    """Note that commands users write run unconfined at ``where`` (``OBEYA_SANDBOX=off``):
+    who may do what there changed, so it is an event, every time it starts so."""
+    with transaction.atomic():
+        events.record(actor, "sandbox.turned_off", where, {"sandbox": description})
