@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from obeya.catalog import services as catalog
+from obeya.core import crypto
 from obeya.core.actors import Actor
 from obeya.core.clock import ManualClock
 from obeya.core.models import User
@@ -77,7 +78,8 @@ def test_channels_are_added_shown_and_removed_from_the_tab(rita: User) -> None:
     response = web.post(CHANNELS + "new/", WEBHOOK, follow=True)
     hook = notify.list_channels("shop").get()
     assert response.redirect_chain[-1][0].endswith(f"#channel-{hook.pk}")
-    assert hook.secret == SECRET and hook.kinds == WEBHOOK["kinds"]
+    assert crypto.unseal(hook.secret) == SECRET and hook.kinds == WEBHOOK["kinds"]
+    assert crypto.unseal(hook.url) == WEBHOOK["url"]  # both stored encrypted
     assert "Channel chatops set up: it is told about incident.opened, andon.pulled" in text(
         response
     )

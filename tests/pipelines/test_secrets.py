@@ -190,18 +190,25 @@ def test_the_database_holds_no_plaintext_and_the_key_file_is_apart(alice, team, 
         {
             "name": "chat",
             "kind": "webhook",
-            "url": "https://chat.example.com/hook",
+            "url": "https://chat.example.com/services/T0K3N-in-path",
             "secret": "channel-signing-secret",
         },
     )
     assert channel.status_code == 201, channel.body
+    assert channel.body["url"] == "https://chat.example.com/…"  # the path is a password
     stored = {
         "secret": raw_values("pipelines_secret", "value"),
         "webhook": raw_values("pipelines_pipeline", "webhook_secret"),
         "channel": raw_values("ops_channel", "secret"),
+        "channel url": raw_values("ops_channel", "url"),
     }
     for plain, (where, values) in zip(
-        ("plain-text-must-not-be-stored", hook, "channel-signing-secret"),
+        (
+            "plain-text-must-not-be-stored",
+            hook,
+            "channel-signing-secret",
+            "https://chat.example.com/services/T0K3N-in-path",
+        ),
         stored.items(),
         strict=True,
     ):
@@ -241,7 +248,7 @@ def test_rotating_the_key_keeps_every_secret_readable_and_changes_every_cipherte
         {
             "name": "chat",
             "kind": "webhook",
-            "url": "https://chat.example.com/hook",
+            "url": "https://chat.example.com/services/T0K3N-in-path",
             "secret": "channel-signing-secret",
         },
     )
@@ -249,6 +256,7 @@ def test_rotating_the_key_keeps_every_secret_readable_and_changes_every_cipherte
         ("pipelines_secret", "value"),
         ("pipelines_pipeline", "webhook_secret"),
         ("ops_channel", "secret"),
+        ("ops_channel", "url"),
     ]
     before = {column: raw_values(*column) for column in columns}
     key_file = settings.DATA_DIR / "keys" / "secrets.key"
@@ -256,7 +264,7 @@ def test_rotating_the_key_keeps_every_secret_readable_and_changes_every_cipherte
 
     done = sealed.rotate_key(SYSTEM)
 
-    assert (done.reencrypted, done.resumed, done.dropped_keys) == (3, False, 1)
+    assert (done.reencrypted, done.resumed, done.dropped_keys) == (4, False, 1)
     after = {column: raw_values(*column) for column in columns}
     for column in columns:
         assert after[column] != before[column], column
@@ -264,12 +272,13 @@ def test_rotating_the_key_keeps_every_secret_readable_and_changes_every_cipherte
         "rotate-me-token",
         hook,
         "channel-signing-secret",
+        "https://chat.example.com/services/T0K3N-in-path",
     ]
     keys = key_file.read_bytes().split()
     assert len(keys) == 1 and keys[0] != old_key
     assert not any(crypto.opens_with(v[0], old_key) for v in after.values())
     event = Event.objects.get(kind="secrets.key_rotated")
-    assert event.data == {"reencrypted": 3, "resumed": False, "dropped_keys": 1}
+    assert event.data == {"reencrypted": 4, "resumed": False, "dropped_keys": 1}
     start_run(master, "main")
     assert claim_all(runner_client)["build"] == {"API_TOKEN": "rotate-me-token"}
 

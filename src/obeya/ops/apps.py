@@ -13,6 +13,7 @@ class OpsConfig(AppConfig):
         from obeya.ops import continuity_views, notify_views, views
 
         sealed.register("ops.Channel", "secret")  # encrypted under the key file
+        sealed.register("ops.Channel", "url")
         from obeya.web import context
         from obeya.web.templatetags import obeya_tags
 

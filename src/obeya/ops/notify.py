@@ -18,6 +18,7 @@ import threading
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -83,8 +84,11 @@ def create_channel(
             f"{unknown[0]!r} is not notified: choose from {', '.join(NOTIFIED)}", field="kinds"
         )
     if kind == "webhook":
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput("webhook url: an http:// or https:// address", field="url")
+        if not url.startswith(("http://", "https://")) or not _host(url) or len(url) > 500:
+            raise InvalidInput(
+                "webhook url: an http:// or https:// address of at most 500 characters",
+                field="url",
+            )
         if len(secret) < 16:
             raise InvalidInput(
                 "webhook secret: at least 16 characters, to sign each body", field="secret"
@@ -102,7 +106,7 @@ def create_channel(
             service=service,
             name=name,
             kind=kind,
-            url=url if kind == "webhook" else "",
+            url=crypto.seal(url) if kind == "webhook" else "",
             secret=crypto.seal(secret) if kind == "webhook" else "",
             recipients=recipients if kind == "email" else [],
             kinds=chosen,
@@ -112,7 +116,7 @@ def create_channel(
             actor,
             "channel.created",
             f"channel:{channel.pk}",
-            {"name": name, "kind": kind, "url": channel.url, "kinds": chosen},
+            {"name": name, "kind": kind, "url": shown_url(url), "kinds": chosen},
             service=slug or "",
         )
     return channel
@@ -200,13 +204,34 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def shown_url(url: str) -> str:
+    """A webhook URL as people may see it: scheme, host and port. Its path and query often
+    hold the token that lets anyone post (chat webhooks), and user:password@ its login."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if parts.path.strip("/") or parts.query else "/"
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def channel_url(channel: Channel) -> str:
+    """The webhook URL of ``channel`` as shown to people (see ``shown_url``)."""
+    try:
+        return shown_url(crypto.unseal(channel.url))
+    except crypto.SecretsKeyError:
+        return "(cannot be decrypted: see the secrets key file)"
+
+
 def _send_webhook(channel: Channel, delivery: Delivery) -> tuple[bool, int | None, str]:
     body = json.dumps({"event": payload(delivery.event)}, sort_keys=True).encode()
-    policy = outbound.policy_from(settings.OBEYA_OUTBOUND_ALLOW, public_hosts=[_host(channel.url)])
     try:
+        url = crypto.unseal(channel.url)
+        policy = outbound.policy_from(settings.OBEYA_OUTBOUND_ALLOW, public_hosts=[_host(url)])
         response = outbound.request(
             "POST",
-            channel.url,
+            url,
             policy,
             timeout=TIMEOUT_S,
             content=body,
@@ -228,8 +253,6 @@ def _send_webhook(channel: Channel, delivery: Delivery) -> tuple[bool, int | Non
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).hostname or ""
 
 

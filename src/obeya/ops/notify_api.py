@@ -28,7 +28,7 @@ def _channel(channel: Any) -> dict[str, Any]:
         "service": channel.service.slug if channel.service_id else None,
         "name": channel.name,
         "kind": channel.kind,
-        "url": channel.url,
+        "url": notify.channel_url(channel),  # scheme and host: the path may hold a token
         "has_secret": bool(channel.secret),
         "recipients": list(channel.recipients),
         "kinds": list(channel.kinds),

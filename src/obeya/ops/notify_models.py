@@ -19,7 +19,7 @@ class Channel(models.Model):
     )
     name = models.CharField(max_length=63)
     kind = models.CharField(max_length=8)  # webhook | email
-    url = models.CharField(max_length=500, blank=True)
+    url = models.TextField(blank=True)  # sealed too: a chat webhook's path is its password
     # Write-only, signs webhook bodies; sealed (obeya.core.crypto): holds a Fernet token.
     secret = models.TextField(blank=True)
     recipients = models.JSONField(default=list)

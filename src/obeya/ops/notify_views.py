@@ -61,8 +61,8 @@ def target(channel: Any) -> str:
     """Where a channel sends: a webhook's host (its path may hold a token), or the list."""
     if channel.kind == "email":
         return ", ".join(channel.recipients)
-    parts = urlsplit(channel.url)
-    host = parts.hostname or channel.url
+    parts = urlsplit(notify.channel_url(channel))
+    host = parts.hostname or "?"
     return f"{host}:{parts.port}" if parts.port else host
 
 

@@ -287,7 +287,7 @@ class ChannelOut(Schema):
     service: str | None = Field(description="null: the channel hears every service.")
     name: str
     kind: str
-    url: str
+    url: str = Field(description="Scheme and host only: the rest may hold a token.")
     has_secret: bool
     recipients: list[str]
     kinds: list[str]
