@@ -189,3 +189,28 @@ def test_serve_names_the_address_it_cannot_listen_on(env):
         result = run_obeya("serve", "--port", str(port), "--no-runners", env=env)
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+
+
+def test_a_runner_without_bubblewrap_refuses_to_start_and_says_what_to_install(env, tmp_path):
+    env["PATH"] = str(tmp_path / "no-tools-here")  # no bwrap to be found
+    work = tmp_path / "work"
+    result = run_obeya(
+        "runner",
+        "--server",
+        "http://127.0.0.1:9",
+        "--token",
+        "t",
+        "--work-dir",
+        str(work),
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "apt-get install bubblewrap" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_sandbox_setting_is_one_line_and_exit_2(env):
+    env["OBEYA_SANDBOX"] = "sometimes"
+    result = run_obeya("runner", "--server", "http://127.0.0.1:9", "--token", "t", env=env)
+    assert result.returncode == 2
+    assert "OBEYA_SANDBOX must be on or off" in result.stderr

@@ -93,7 +93,10 @@ def _announce_sandbox(where: str) -> None:
     from obeya.core.actors import Actor
     from obeya.runner import sandbox
 
-    box = sandbox.configured()
+    try:
+        box = sandbox.configured()
+    except ValueError as error:
+        fail(str(error))
     typer.echo(f"Users' commands run in: {box.describe()}")
     if not box.available:
         typer.secho(f"No job, hook, monitor or backup command will run: {box.describe()}", err=True)

@@ -305,10 +305,19 @@ def runner(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Without --labels the runner keeps the labels it was registered with.
     declared = [label.strip() for label in labels.split(",") if label.strip()] or None
+    from obeya.runner import sandbox
+
+    try:
+        box = sandbox.configured()
+    except ValueError as error:
+        fail(str(error))
+    if not box.available:
+        fail(box.describe())
     loop = RunnerLoop(ServerClient(server, token), work_dir.resolve(), concurrency, declared)
     threads = loop.start()
     signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
     typer.echo(f"runner polling {server} with {concurrency} worker(s), labels {declared}", err=True)
+    typer.echo(f"jobs run in: {box.describe()}", err=True)
     try:
         while not loop.stop.wait(1):
             pass

@@ -48,12 +48,19 @@ INSTALL_HINT = (
 )
 
 
-class SandboxUnavailable(RuntimeError):
-    """A command cannot run: the sandbox is on, but bwrap is not there to give it."""
+class SandboxUnavailable(OSError):
+    """A command cannot run: the sandbox is on, but bwrap is not there to give it.
+
+    An OSError, like a missing program: whoever starts commands already treats those as
+    "could not start", never as the command's own failure.
+    """
 
     def __init__(self, message: str = INSTALL_HINT) -> None:
         super().__init__(message)
         self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
