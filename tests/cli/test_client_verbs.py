@@ -126,3 +126,62 @@ def test_not_logged_in_and_unreachable_server(server, tmp_path):
 def test_usage_errors_exit_2(server):
     result = run_obeya("service", "stage", env=as_user(server))
     assert result.returncode == 2
+
+
+def test_scoped_and_protected_secrets_from_the_cli(server):
+    env = as_user(server)
+    made = run_obeya("service", "create", "sec-svc", "--name", "Secrets", env=env)
+    assert made.returncode == 0, made.stderr
+    set_one = run_obeya(
+        "secret",
+        "set",
+        "sec-svc",
+        "DB_PASSWORD",
+        "--value-stdin",
+        "--protected",
+        "--environment",
+        "production",
+        env=env,
+        stdin="cli-db-password\n",
+    )
+    assert set_one.returncode == 0, set_one.stderr
+    assert "protected secret DB_PASSWORD of sec-svc for production set" in set_one.stdout
+    listed = json.loads(run_obeya("secret", "list", "sec-svc", "--json", env=env).stdout)
+    assert [(s["name"], s["environment"], s["protected"]) for s in listed] == [
+        ("DB_PASSWORD", "production", True)
+    ]
+    assert "cli-db-password" not in json.dumps(listed)
+    bad = run_obeya(
+        "secret",
+        "set",
+        "sec-svc",
+        "X_TOKEN",
+        "--value-stdin",
+        "--environment",
+        "no such!",
+        env=env,
+        stdin="some-value\n",
+    )
+    assert bad.returncode == 2 and "environment" in bad.stderr
+    refs = run_obeya(
+        "pipeline",
+        "settings",
+        "sec-svc",
+        "--protected-branches",
+        "release/*,hotfix/*",
+        "--protected-tags",
+        "v*",
+        "--json",
+        env=env,
+    )
+    assert refs.returncode == 0, refs.stderr
+    shown = json.loads(refs.stdout)
+    assert (shown["protected_branches"], shown["protected_tags"]) == (
+        ["hotfix/*", "release/*"],
+        ["v*"],
+    )
+    gone = run_obeya(
+        "secret", "delete", "sec-svc", "DB_PASSWORD", "--environment", "production", env=env
+    )
+    assert gone.returncode == 0, gone.stderr
+    assert json.loads(run_obeya("secret", "list", "sec-svc", "--json", env=env).stdout) == []
