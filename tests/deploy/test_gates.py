@@ -224,6 +224,8 @@ def test_the_gatekeeper_changes_protection_from_the_environment_page(
     assert saved.status_code == 302
     assert rules() == (True, 2, "gatekeeper")
     assert Event.objects.filter(kind="environment.protection_changed").count() == 1
+    trail = gina.get("/audit/?kind=environment.").content.decode()
+    assert "changed the protection of production: required_approvals 1 → 2" in trail
 
     olga = signed_in(team["olga"])
     assert "Save protection" not in olga.get(f"{PRODUCTION}/").content.decode()

@@ -59,6 +59,13 @@ _EVENT_TEXT: dict[str, Any] = {
         f"changed the environment {d.get('name')}: "
         + (", ".join(sorted(d.get("changes") or {})) or "nothing")
     ),
+    "environment.protection_changed": lambda d: (
+        f"changed the protection of {d.get('name')}: "
+        + ", ".join(
+            f"{key} {(d.get('before') or {}).get(key)} → {(d.get('after') or {}).get(key)}"
+            for key in d.get("changed") or []
+        )
+    ),
     "deployment.requested": lambda d: (
         f"asked for {_deployment(d)}"
         + (f" of run #{d['run']}" if d.get("run") else "")
