@@ -10,7 +10,7 @@ LOCK_RUN := requirements/run.txt
 LOCK_DEV := requirements/dev.txt
 LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes -q
 
-.PHONY: run test test-sqlite test-postgres lint bench install install-dev lock clean
+.PHONY: run test test-sqlite test-postgres lint bench chaos install install-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ lint: install-dev
 bench: install-dev
 	@data=$$(mktemp -d); trap 'rm -rf "$$data"' EXIT; \
 	OBEYA_DATA_DIR=$$data $(BIN)/python -m bench
+
+## chaos: kill -9 a real obeya serve 200 times mid-pipeline, checking runs, jobs, logs (SEED=, KILLS=)
+chaos: install-dev
+	$(BIN)/python -m tests.chaos --kills $(or $(KILLS),200) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) .obeya-data .mypy_cache .ruff_cache .pytest_cache
