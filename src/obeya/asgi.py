@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from queue import Empty, SimpleQueue
@@ -21,6 +21,8 @@ from django.core.handlers.base import BaseHandler
 from django.db import connections
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
+
+from obeya.core import hangup
 
 # Threads kept for requests once they are done (more are made while more requests run at
 # once, and let go afterwards): each keeps its database connection for the next request.
@@ -75,13 +77,36 @@ class RequestHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         try:
             respond = sync_to_async(self._respond, thread_sensitive=True)
-            response = await respond(scope, body_file)
+            gone = hangup.watch(scope)
+            if gone is None:
+                response = await respond(scope, body_file)
+            else:
+                response = await self._respond_watching(respond(scope, body_file), receive, gone)
             if response.streaming:
                 await self._stream(response, receive, send)
             else:
                 await self.send_response(response, send)
         finally:
             body_file.close()
+
+    async def _respond_watching(
+        self, answer: Awaitable[HttpResponseBase], receive: Any, gone: threading.Event
+    ) -> HttpResponseBase:
+        """``answer``, while listening for the client hanging up: a long-poll's view looks
+        at ``gone`` between its waits (obeya.core.hangup)."""
+
+        async def listen() -> None:
+            with suppress(RequestAborted):
+                await self.listen_for_disconnect(receive)
+            gone.set()
+
+        listener = asyncio.create_task(listen())
+        try:
+            return await answer
+        finally:
+            listener.cancel()
+            with suppress(asyncio.CancelledError):
+                await listener
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> HttpResponseBase:
         """On the request's thread: the response, closed unless it is streamed."""

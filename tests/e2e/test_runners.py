@@ -205,9 +205,10 @@ jobs:
 """
 
 
-def test_stopping_the_server_mid_job_hands_the_job_back(tmp_path: Path):
-    """SIGTERM of `obeya serve`: its embedded runner reports the job as an infrastructure
-    error (not canceled), so it runs again after the restart, without waiting for a lease."""
+def test_stopping_the_server_hard_mid_job_hands_the_job_back(tmp_path: Path):
+    """Two SIGTERMs of `obeya serve` (the first drains, the second stops now): its embedded
+    runner reports the job as an infrastructure error (not canceled), so it runs again
+    after the restart, without waiting for a lease."""
     from tests.e2e.test_server_crash import admin_token, api_client, serving, wait_for
 
     repo = Repo(tmp_path / "repo")
@@ -224,6 +225,8 @@ def test_stopping_the_server_mid_job_hands_the_job_back(tmp_path: Path):
             30,
             "the job to start",
         )
+        first.process.terminate()
+        wait_for(lambda: "shutting down" in first.log.read_text(), 30, "the drain to start")
         first.process.terminate()
         first.process.wait(timeout=30)  # uvicorn exits by the signal it caught: -15
 

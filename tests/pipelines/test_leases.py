@@ -70,6 +70,7 @@ def test_a_lost_runner_is_reaped_and_the_job_retried_then_failed(alice, service,
     for attempt in (2, 3):
         claim = leases.claim(runner)
         assert claim.job.attempt == attempt
+        leases.heartbeat(runner, job.pk, claim.lease_token)  # it starts, then is lost
         leases.reap(clock=later(leases.lease_seconds() * attempt + 5))
     job.refresh_from_db()
     assert job.status == "failed"
@@ -84,6 +85,7 @@ def test_a_lost_runner_is_reaped_and_the_job_retried_then_failed(alice, service,
 def test_a_heartbeat_keeps_a_long_job_alive(alice, service, runner):
     runs.create_run(actor(alice), "svc")
     claim = leases.claim(runner)
+    leases.heartbeat(runner, claim.job.pk, claim.lease_token)  # acknowledged at once
     for minute in range(1, 10):
         leases.heartbeat(runner, claim.job.pk, claim.lease_token, clock=later(minute * 20))
         assert leases.reap(clock=later(minute * 20 + 10)) == 0

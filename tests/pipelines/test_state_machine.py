@@ -39,7 +39,8 @@ from obeya.pipelines.models import Job, JobAttempt, Run
 from tests.conftest import SYSTEM, actor
 from tests.pipelines.conftest import Repo
 
-LEASE_S = 5
+LEASE_S = 8
+ACK_S = 5  # leases.offers.ACK_SECONDS: an offer's lease, until the runner first calls
 # build -> test -> deploy (implicit needs by stage). A script failure fails build at once;
 # test retries a script failure once; deploy asks for 3 retries, more than the 2
 # infrastructure retries every job gets.
@@ -103,6 +104,7 @@ class JobLifecycle(RuleBasedStateMachine):
         self.working: dict[int, Lease] = {}
         self.given: list[Lease] = []
         self.holder: dict[int, tuple[Lease, datetime]] = {}
+        self.acked: set[int] = set()  # jobs whose runner called with its current lease
         self.logs: dict[tuple[int, int], bytes] = {}
         # What the invariants remember between steps, by job id.
         self.frozen: dict[int, str] = {}
@@ -194,7 +196,8 @@ class JobLifecycle(RuleBasedStateMachine):
         assert claim.job.pk == queued[0].pk, "the oldest queued job goes first"
         assert claim.attempt.number == claim.job.attempt == queued[0].attempt + 1
         lease = Lease(runner, claim.job.pk, claim.job.attempt, claim.lease_token)
-        self.holder[claim.job.pk] = (lease, self.clock.now() + timedelta(seconds=LEASE_S))
+        self.holder[claim.job.pk] = (lease, self.clock.now() + timedelta(seconds=ACK_S))
+        self.acked.discard(claim.job.pk)
         self.logs[(claim.job.pk, claim.job.attempt)] = b""
         self.working[runner] = lease
         self.given.append(lease)
@@ -223,6 +226,39 @@ class JobLifecycle(RuleBasedStateMachine):
         """The everyday path in one step, so that examples get deep into the pipeline."""
         if self._claim(runner) is not None:
             self._complete(self.working.pop(runner), runner, outcome, 2)
+
+    @precondition(lambda self: self.working)
+    @rule(runner=RUNNERS)
+    def a_stopping_runner_gives_its_job_back(self, runner: int) -> None:
+        """Handed a job as it stops, a runner gives it back before any other call."""
+        if runner not in self.working:
+            return
+        lease = self.working.pop(runner)
+        valid = self._holds(lease, runner)
+        before = self._job(lease.job_id)
+        if valid and lease.job_id in self.acked:
+            with pytest.raises(Conflict):  # acknowledged: it may be running, never given back
+                leases.release(self.runners[runner], lease.job_id, lease.token, clock=self.system)
+            self.working[runner] = lease
+            return
+        self._call(
+            valid,
+            lambda: leases.release(
+                self.runners[runner], lease.job_id, lease.token, clock=self.system
+            ),
+        )
+        if valid:
+            del self.holder[lease.job_id]
+            self._given_back(before)
+
+    def _given_back(self, was: Job) -> None:
+        """An offer nobody acknowledged: queued again (or canceled), its attempt not spent."""
+        job = self._job(was.pk)
+        expected = "canceled" if was.cancel_requested else "queued"
+        assert job.status == expected, f"{job.name} given back: {job.status}, not {expected}"
+        assert job.attempt == was.attempt - 1, f"{job.name} spent attempt {was.attempt}"
+        assert not JobAttempt.objects.filter(job=job, number=was.attempt).exists()
+        assert job.queued_at == was.queued_at, "a job given back keeps its place in the queue"
 
     @precondition(lambda self: self.given)
     @rule(
@@ -272,6 +308,7 @@ class JobLifecycle(RuleBasedStateMachine):
             assert expires == self.clock.now() + timedelta(seconds=LEASE_S)
             assert cancel == self._job(lease.job_id).cancel_requested
             self.holder[lease.job_id] = (lease, expires)
+            self.acked.add(lease.job_id)
 
     def _append_log(self, lease: Lease, runner: int, data: bytes, back: int) -> None:
         valid = self._holds(lease, runner)
@@ -287,6 +324,9 @@ class JobLifecycle(RuleBasedStateMachine):
             expected = before + data[len(before) - offset :]
             assert size == len(expected)
             self.logs[(lease.job_id, lease.attempt)] = expected
+            if lease.job_id not in self.acked:  # the first call acknowledges: a full lease
+                self.holder[lease.job_id] = (lease, self.clock.now() + timedelta(seconds=LEASE_S))
+                self.acked.add(lease.job_id)
         stored = leases.log_bytes(self._job(lease.job_id), attempt=lease.attempt)
         assert stored == self.logs[(lease.job_id, lease.attempt)], "a stored log changed"
 
@@ -303,6 +343,7 @@ class JobLifecycle(RuleBasedStateMachine):
         if not valid:
             return
         del self.holder[lease.job_id]
+        self.acked.discard(lease.job_id)
         job = self._job(lease.job_id)
         failure = {"failed": "script", "timed_out": "script", "error": "infrastructure"}
         if outcome in failure and self._retried_automatically(before, failure[outcome]):
@@ -325,7 +366,9 @@ class JobLifecycle(RuleBasedStateMachine):
     # ---- time and the reaper -------------------------------------------------------------
 
     @rule(
-        seconds=st.sampled_from([1, 2, LEASE_S - 1, LEASE_S, LEASE_S + 1, 3 * LEASE_S]),
+        seconds=st.sampled_from(
+            [1, 2, ACK_S - 1, ACK_S, ACK_S + 1, LEASE_S - 1, LEASE_S, LEASE_S + 1, 3 * LEASE_S]
+        ),
         then_reap=st.booleans(),
     )
     def let_time_pass(self, seconds: int, then_reap: bool) -> None:
@@ -341,6 +384,10 @@ class JobLifecycle(RuleBasedStateMachine):
         for job_id in expired:
             del self.holder[job_id]
             job, was = self._job(job_id), before[job_id]
+            if job_id not in self.acked:
+                self._given_back(was)
+                continue
+            self.acked.discard(job_id)
             if was.cancel_requested:
                 expected, outcome = "canceled", "canceled"
             elif self._retried_automatically(was, "infrastructure"):
@@ -420,6 +467,9 @@ class JobLifecycle(RuleBasedStateMachine):
         for job in jobs:
             one_live_attempt_and_it_is_the_current_one(job, attempts[job.pk])
             a_lease_exactly_while_running(job)
+            assert job.awaiting_ack == (job.pk in self.holder and job.pk not in self.acked), (
+                f"{job.name}: awaiting_ack is {job.awaiting_ack}"
+            )
             attempts_are_bounded_and_numbered_once(job, attempts[job.pk], self.person_retries)
             succeeded_and_skipped_never_change(job, self.frozen)
             a_canceled_run_queues_nothing_by_itself(job)

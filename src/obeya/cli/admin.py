@@ -80,7 +80,7 @@ def serve(
     )
     _announce_sandbox(f"server:{host}:{port}")
     try:
-        web_workers.serve(sock, processes)
+        web_workers.serve(sock, processes, extras.drain)
     finally:
         for stop in (deployers_stop, monitors_stop, incidents_stop, notifier_stop, backups_stop):
             stop.set()

@@ -293,12 +293,12 @@ def runner(
     concurrency: Annotated[int, typer.Option(help="Jobs run at the same time.")] = 1,
     work_dir: Annotated[Path, typer.Option(help="Where job workspaces go.")] = Path("obeya-work"),
 ) -> None:
-    """Run jobs for a server: pull, run, report. SIGTERM finishes running jobs first."""
+    """Run jobs for a server: pull, run, report. SIGTERM or Ctrl+C drains (no new jobs;
+    running ones finish and are reported; exit 0); a second one kills them (exit 1)."""
     import logging
-    import signal
 
     from obeya.runner.client import ServerClient
-    from obeya.runner.main import RunnerLoop
+    from obeya.runner.main import RunnerLoop, run_until_signalled
 
     if not 1 <= concurrency <= 64:
         fail("--concurrency must be 1 to 64")
@@ -314,17 +314,11 @@ def runner(
     if not box.available:
         fail(box.describe())
     loop = RunnerLoop(ServerClient(server, token), work_dir.resolve(), concurrency, declared)
-    threads = loop.start()
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop.set())
     typer.echo(f"runner polling {server} with {concurrency} worker(s), labels {declared}", err=True)
     typer.echo(f"jobs run in: {box.describe()}", err=True)
-    try:
-        while not loop.stop.wait(1):
-            pass
-    except KeyboardInterrupt:
-        loop.stop.set()
-    typer.echo("draining: running jobs finish, no new ones start", err=True)
-    loop.drain(threads)
+    code = run_until_signalled(loop, lambda text: typer.echo(text, err=True))
+    typer.echo("stopped" if code == 0 else "stopped hard: running jobs were killed", err=True)
+    raise typer.Exit(code)
 
 
 @runners_app.command("register")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -300,11 +301,18 @@ def _exit_status(code: int) -> str:
 
 
 class _MainServer(uvicorn.Server):
-    """The main process's server: its shutdown stops the web workers too, and waits for them."""
+    """The main process's server: its shutdown stops the web workers too, and waits for them
+    and for ``drain`` (the embedded runners finishing their jobs)."""
 
-    def __init__(self, config: uvicorn.Config, workers: WebWorkers) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        workers: WebWorkers,
+        drain: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._workers = workers
+        self._drain = drain
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         wakeup.close()  # runners' long-polls answer now, so shutdown need not wait
@@ -312,15 +320,20 @@ class _MainServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # The drain runs beside the requests' graceful end, not after it.
+        draining = asyncio.create_task(asyncio.to_thread(self._drain)) if self._drain else None
         await super().shutdown(sockets)
         # Here, not after run(): uvicorn ends the process by raising the signal it caught
-        # once run() is over, and a worker must not be left behind.
+        # once run() is over, and a worker (or a job) must not be left behind.
         self._workers.stop()
         await asyncio.to_thread(self._workers.wait, GRACEFUL_S + 5)
+        if draining is not None:
+            await draining
 
 
-def serve(sock: socket.socket, count: int) -> None:
-    """Answer HTTP on ``sock`` here and in ``count - 1`` web workers, until a signal."""
+def serve(sock: socket.socket, count: int, drain: Callable[[], None] | None = None) -> None:
+    """Answer HTTP on ``sock`` here and in ``count - 1`` web workers, until a signal; on
+    the way out, wait for ``drain`` too."""
     counts = ConnectionCounts.create(count) if count > 1 else None
     if counts is not None and isinstance(sock, FairListener):
         for slot in range(1, count):
@@ -330,7 +343,7 @@ def serve(sock: socket.socket, count: int) -> None:
         wakeup.share(counts.wake_counter())
     workers = WebWorkers(sock, count - 1, counts)
     workers.start()
-    _MainServer(_config(), workers).run(sockets=[sock])
+    _MainServer(_config(), workers, drain).run(sockets=[sock])
 
 
 class _WorkerServer(uvicorn.Server):

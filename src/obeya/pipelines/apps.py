@@ -55,6 +55,9 @@ _EVENT_TEXT: dict[str, Any] = {
         f"finished job {d.get('name')} of run #{d.get('run')}:"
         f" {d.get('status')}" + (f" — {d['reason']}" if d.get("reason") else "")
     ),
+    "job.returned": lambda d: (
+        f"gave job {d.get('name')} of run #{d.get('run')} back to the queue: {d.get('reason')}"
+    ),
     "job.retried": lambda d: f"retried job {d.get('name')}",
     "job.played": lambda d: f"started the manual job {d.get('name')}",
     "andon.pulled": lambda d: f"pulled the andon cord: {d.get('reason')}",

@@ -43,6 +43,10 @@ EMBEDDED_LABELS = ["embedded"]
 # Between two 512 KB log chunks of a job printing fast, an embedded runner (which holds
 # the interpreter's lock while the server stores a chunk) lets the web requests through.
 EMBEDDED_CHUNK_PAUSE_S = 0.003
+# On shutdown, how long the embedded runners' running jobs may take to finish before they
+# are killed and handed back (a second signal kills them at once). Under the 90 s that
+# systemd waits before it kills a service.
+DRAIN_S = 30.0
 
 
 @dataclass
@@ -50,7 +54,37 @@ class Background:
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
     runners: RunnerLoop | None = None
+    runner_threads: list[threading.Thread] = field(default_factory=list)
     wal_keeper: sqlite3.Connection | None = None
+    signals: int = 0
+
+    def on_signal(self) -> None:
+        """The server was told to stop (called from its signal handler, so it must not
+        wait): the first time, the embedded runners stop claiming and drain; the next
+        time, they kill their jobs and hand them back."""
+        self.signals += 1
+        if self.runners is None:
+            return
+        if self.signals == 1:
+            self.runners.stop.set()
+            log.warning(
+                "shutting down: the embedded runners take no new job; running ones have "
+                "%.0f s to finish (signal again to stop them now)",
+                DRAIN_S,
+            )
+        else:
+            self.runners.hard_stop()
+            log.warning("stopping the embedded runners' jobs now: they will run again")
+
+    def drain(self, timeout_s: float = DRAIN_S) -> None:
+        """Let the embedded runners' running jobs finish and be reported (RELIABILITY A7),
+        up to ``timeout_s``; then kill what still runs and hand it back. The server waits
+        for this while it shuts down; the runners' calls need no HTTP server."""
+        if self.runners is None:
+            return
+        if not self.runners.drain(self.runner_threads, timeout_s):
+            log.warning("shutdown: jobs still running after %.0f s are stopped", timeout_s)
+            self.runners.abort()
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -304,8 +338,9 @@ def start(host: str, port: int, runner_count: int) -> Background:
             on_thread_start=_keep_connections,
             on_thread_end=_close_connections,
         )
-        background.threads += background.runners.start()
-        # The embedded runners give their jobs back while the server can still record it
-        # (their calls do not need the ASGI server, which is stopping).
-        wakeup.on_close(background.runners.abort)
+        background.runner_threads = background.runners.start()
+        background.threads += background.runner_threads
+        # The embedded runners stop claiming as soon as the server is told to stop; the
+        # server then waits for `drain` (their calls do not need the ASGI server).
+        wakeup.on_close(background.on_signal)
     return background

@@ -3,6 +3,9 @@
 A runner holds a job only while its lease is fresh. Every call after the claim must carry
 the lease token: a runner that was presumed lost (and whose job went to someone else)
 cannot write to the job any more (RELIABILITY A3, A5).
+
+A claim only offers the job (``obeya.pipelines.offers``): the lease is short until the
+runner's first call with the lease token, which acknowledges it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from obeya.core.errors import (
     InvalidInput,
     NotFound,
 )
-from obeya.pipelines import git, logic, runs, secrets_store, wakeup
+from obeya.pipelines import git, logic, offers, runs, secrets_store, wakeup
 from obeya.pipelines.models import (
     Job,
     JobAttempt,
@@ -158,7 +161,7 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
         if not _fits(job, labels):
             continue
         token = secrets.token_urlsafe(24)
-        expires = now + timedelta(seconds=lease_seconds())
+        expires = offers.ack_deadline(now)  # the full lease once the runner answers
         # No savepoint of its own: nothing here is undone alone (a claim inside a
         # larger transaction fails with it).
         with transaction.atomic(savepoint=False):
@@ -171,6 +174,7 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
                     "runner": runner,
                     "lease_token": token,
                     "lease_expires_at": expires,
+                    "awaiting_ack": True,
                     "attempt": job.attempt + 1,
                     "started_at": now,
                 },
@@ -182,6 +186,7 @@ def claim(runner: Runner, *, clock: Actor | None = None) -> Claim | None:
                 continue  # another runner won this one
             job.status, job.runner, job.lease_token = JobStatus.RUNNING, runner, token
             job.lease_expires_at, job.attempt, job.started_at = expires, job.attempt + 1, now
+            job.awaiting_ack = True
             attempt = JobAttempt(job=job, number=job.attempt, runner=runner, started_at=now)
             rows.insert(attempt)
             run = job.run
@@ -228,6 +233,7 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
         "attempt": job.attempt,
         "lease_token": lease_token,
         "lease_seconds": lease_seconds(),
+        "ack_seconds": offers.ack_seconds(),
         "name": job.name,
         "service": run.service.slug,
         "run": run.number,
@@ -243,8 +249,15 @@ def _payload(job: Job, lease_token: str) -> dict[str, Any]:
     }
 
 
-def held_job(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Job:
-    """The job, locked, if ``lease_token`` still holds it; StaleLease otherwise."""
+def held_job(
+    runner: Runner, job_id: int, lease_token: str, now: datetime, *, acknowledge: bool = True
+) -> Job:
+    """The job, locked, if ``lease_token`` still holds it; StaleLease otherwise.
+
+    A call with the lease is the runner's acknowledgement of the job: the first one turns
+    the short lease of the offer into a full one (unless ``acknowledge`` is False: the
+    caller writes the lease itself, or gives the job back).
+    """
     found = _jobs("WHERE j.id = %s", [job_id], lock=True)
     if not found:
         raise NotFound(f"no job with id {job_id}")
@@ -260,6 +273,9 @@ def held_job(runner: Runner, job_id: int, lease_token: str, now: datetime) -> Jo
         )
     if job.lease_expires_at is not None and job.lease_expires_at < now:
         raise StaleLease(f"job {job_id}: the lease expired at {job.lease_expires_at:%H:%M:%S}")
+    if job.awaiting_ack and acknowledge:
+        job.awaiting_ack, job.lease_expires_at = False, now + timedelta(seconds=lease_seconds())
+        rows.save(job, ["awaiting_ack", "lease_expires_at"])
     return job
 
 
@@ -269,9 +285,9 @@ def heartbeat(
     """Extend the lease; the answer says whether someone asked to cancel the job."""
     now = (clock or system_actor()).now()
     with transaction.atomic():
-        job = held_job(runner, job_id, lease_token, now)
-        job.lease_expires_at = now + timedelta(seconds=lease_seconds())
-        rows.save(job, ["lease_expires_at"])
+        job = held_job(runner, job_id, lease_token, now, acknowledge=False)
+        job.awaiting_ack, job.lease_expires_at = False, now + timedelta(seconds=lease_seconds())
+        rows.save(job, ["awaiting_ack", "lease_expires_at"])
     _seen(runner, now)
     return job.lease_expires_at, job.cancel_requested
 
@@ -374,7 +390,8 @@ def _complete(
 ) -> Job:
     """`complete` inside the caller's transaction."""
     actor = clock or system_actor()
-    job = held_job(runner, job_id, lease_token, actor.now())
+    # The result acknowledges the job too (a short job's first call): _settle ends the lease.
+    job = held_job(runner, job_id, lease_token, actor.now(), acknowledge=False)
     log_size = None
     if log:
         attempt = _current_attempt(job)
@@ -431,6 +448,7 @@ _SETTLED_FIELDS = [
     "runner",
     "lease_token",
     "lease_expires_at",
+    "awaiting_ack",
     "exit_code",
     "failure_reason",
 ]
@@ -462,6 +480,7 @@ def _settle(
         number=job.attempt,
     )
     job.lease_token, job.lease_expires_at, job.exit_code = "", None, exit_code
+    job.awaiting_ack = False
     if (
         failure
         and failure != "canceled"
@@ -515,7 +534,8 @@ def _failure_text(job: Job, failure: str, detail: str, exit_code: int | None) ->
 
 
 def reap(*, clock: Actor | None = None) -> int:
-    """Turn expired leases into lost attempts: retried within the limit, then failed."""
+    """Turn expired leases into lost attempts: retried within the limit, then failed. An
+    offer nobody acknowledged goes back to the queue instead, its attempt not spent."""
     actor = clock or system_actor()
     now = actor.now()
     expired = Job.objects.filter(status=JobStatus.RUNNING, lease_expires_at__lt=now)
@@ -529,7 +549,13 @@ def reap(*, clock: Actor | None = None) -> int:
                 or job.lease_expires_at >= now
             ):
                 continue
-            if job.cancel_requested:
+            if job.awaiting_ack:
+                offers.give_back(
+                    actor,
+                    job,
+                    f"the runner did not acknowledge it within {offers.ack_seconds():g} s",
+                )
+            elif job.cancel_requested:
                 _settle(actor, job, "canceled", None, "canceled", "canceled; runner gone")
             else:
                 _settle(
@@ -543,6 +569,21 @@ def reap(*, clock: Actor | None = None) -> int:
                 )
             count += 1
     return count
+
+
+def release(runner: Runner, job_id: int, lease_token: str, *, clock: Actor | None = None) -> Job:
+    """Give back a job the runner was handed and will not run (it is shutting down): back
+    in the queue at once, its attempt not spent. Only before the runner acknowledged it."""
+    actor = clock or system_actor()
+    with transaction.atomic():
+        job = held_job(runner, job_id, lease_token, actor.now(), acknowledge=False)
+        if not job.awaiting_ack:
+            raise Conflict(
+                f"job {job_id} was acknowledged and may be running: report its result instead"
+            )
+        job.runner = runner
+        offers.give_back(actor, job, "the runner released it unstarted (it is stopping)")
+    return job
 
 
 def source_bundle(runner: Runner, job_id: int, lease_token: str) -> Path:

@@ -135,6 +135,10 @@ class Job(models.Model):
     runner = models.ForeignKey(Runner, null=True, blank=True, on_delete=models.SET_NULL)
     lease_token = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Handed to a runner that has not answered yet: until it does (any call with the lease),
+    # the lease runs out after offers.ACK_SECONDS and the job goes back to the queue with
+    # its attempt given back (a runner that died holding a long-poll never starts it).
+    awaiting_ack = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -14,6 +14,7 @@ from django.http import FileResponse, HttpRequest
 from ninja import Header, Router, Schema, Status
 from ninja.security import HttpBearer
 
+from obeya.core import hangup
 from obeya.core.errors import InvalidInput
 from obeya.pipelines import artifacts, leases, reports, runners, wakeup
 from obeya.pipelines.models import Runner
@@ -91,8 +92,11 @@ def claim(request: HttpRequest, payload: ClaimIn) -> Any:
     if payload.labels is not None:
         runner = runners.declare_labels(runner, payload.labels)
     deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
-    while not wakeup.closing.is_set():  # a server shutting down hands out no work
-        _reap_now_and_then()
+    # Set by the ASGI handler when the runner hangs up (it stopped while waiting): a job
+    # claimed for it now would only wait out its acknowledgement window.
+    gone = hangup.client_gone(request)
+    while not wakeup.closing.is_set() and not gone.is_set():  # a server shutting down
+        _reap_now_and_then()  # hands out no work
         claimed = leases.claim(runner)
         if claimed is not None:
             return Status(200, claimed.payload)
@@ -167,6 +171,21 @@ def complete(
         return {"status": job.status, "next": None}
     job, following = leases.complete_then_claim(*args, log_offset=offset, log=tail)
     return {"status": job.status, "next": following.payload if following is not None else None}
+
+
+class ReleaseOut(Schema):
+    status: str
+
+
+@router.post(
+    "/runner/jobs/{job_id}/release",
+    auth=RunnerAuth(),
+    response=ReleaseOut,
+    summary="Give back a job not yet acknowledged (the runner is stopping): queued again",
+)
+def release(request: HttpRequest, job_id: int, x_obeya_lease: str = Header(...)) -> dict[str, str]:
+    job = leases.release(_runner(request), job_id, x_obeya_lease)
+    return {"status": job.status}
 
 
 class ArtifactOut(Schema):

@@ -70,6 +70,8 @@ class ServerClient:
     chunk_pause_s: float = 0.0
 
     def __post_init__(self) -> None:
+        # Leases the server has answered a call with: each such call acknowledged its job.
+        self.heard: set[str] = set()
         self._http = httpx.Client(
             base_url=self.url.rstrip("/"),
             headers={"Authorization": f"Bearer {self.token}", "User-Agent": "obeya-runner"},
@@ -101,6 +103,8 @@ class ServerClient:
                 continue
             if response.status_code >= 400:
                 raise _error(response)
+            if lease:
+                self.heard.add(lease)
             return response
         raise ProtocolError("unreachable")  # the loop always returns or raises
 
@@ -115,9 +119,15 @@ class ServerClient:
         return job
 
     def heartbeat(self, job_id: int, lease: str) -> bool:
-        """Extends the lease; True when the job was canceled."""
+        """Extends the lease (the first call also acknowledges the job); True when the job
+        was canceled."""
         body = self._call("POST", f"/jobs/{job_id}/heartbeat", lease=lease).json()
         return bool(body["cancel_requested"])
+
+    def release(self, job_id: int, lease: str) -> None:
+        """Give back a job we were handed and will not run: it is queued again at once,
+        its attempt not spent (only before any other call about it)."""
+        self._call("POST", f"/jobs/{job_id}/release", lease=lease, attempts=2)
 
     def append_log(self, job_id: int, lease: str, offset: int, data: bytes) -> int:
         response = self._call(
@@ -131,6 +141,7 @@ class ServerClient:
             if reply.status_code >= 400:
                 reply.read()
                 raise _error(reply)
+            self.heard.add(lease)
             with dest.open("wb") as handle:
                 for block in reply.iter_bytes(1 << 16):
                     handle.write(block)

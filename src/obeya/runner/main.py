@@ -2,11 +2,18 @@
 heartbeat the lease, report the result (and take the next job in the same call). Used by
 `obeya runner` and by the embedded runners inside `obeya serve`; it speaks to the server
 only over HTTP.
+
+Stopping (RELIABILITY A7): the first SIGTERM or SIGINT drains: no new claims; a job the
+server hands over anyway (a long-poll that was pending, or the answer to a result) is given
+back unstarted; running jobs finish and are reported; then the process exits 0. A second
+signal stops hard: running jobs are killed and reported as an infrastructure error, so
+they run again elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import tempfile
 import threading
 import time
@@ -17,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from obeya.runner import threads
 from obeya.runner.checkout import Checkouts
 from obeya.runner.client import LeaseLost, ProtocolError, ServerClient
 from obeya.runner.executor import run_script
@@ -27,6 +35,12 @@ from obeya.runner.workspace import WorkspaceError, pack_paths
 log = logging.getLogger("obeya.runner")
 
 CLAIM_WAIT_S = 20.0
+# A job is acknowledged by the runner's first call about it (the server gives it back to
+# the queue if none comes within its acknowledgement window, 5 s). The log shipper's first
+# chunk, a quarter second in, is that call for most jobs, and a short job's result for the
+# others; this explicit one goes only when neither was answered by then, so it costs no
+# round trip on the way of a job.
+ACK_AFTER_S = 0.5
 MAX_REPORT_FILES = 50
 MAX_REPORT_BYTES = 10 * 1024 * 1024
 
@@ -123,6 +137,11 @@ def execute(
     masker = Masker(job.get("secrets", {}).values())
     shipper = LogShipper(client, job_id, lease, masker, lost)
     beat = Heartbeat(client, job_id, lease, float(job.get("lease_seconds", 30)), cancel, lost)
+    ack = threads.later(
+        ACK_AFTER_S,
+        lambda: _acknowledge(client, job_id, lease, beat, cancel, lost),
+        f"ack-{job_id}",
+    )
     workspace: Path | None = None
 
     def report(outcome: str, exit_code: int | None, reason: str) -> JobEnd:
@@ -193,9 +212,33 @@ def execute(
     except LeaseLost:
         return JobEnd(None)
     finally:
+        ack.cancel()
         beat.stop()
+        client.heard.discard(lease)
         if workspace is not None:
             checkouts.release(workspace)
+
+
+def _acknowledge(
+    client: ServerClient,
+    job_id: int,
+    lease: str,
+    beat: Heartbeat,
+    cancel: threading.Event,
+    lost: threading.Event,
+) -> None:
+    """Tell the server we run the job, unless a call about it was answered already."""
+    if lease in client.heard or lost.is_set():
+        return
+    try:
+        if client.heartbeat(job_id, lease):
+            beat.cancel_requested = True
+            cancel.set()
+    except LeaseLost:  # too late: the job went back to the queue; stop our copy of it
+        lost.set()
+        cancel.set()
+    except (ProtocolError, httpx.HTTPError) as error:
+        log.warning("job %s: acknowledgement failed: %s", job_id, error)
 
 
 @dataclass
@@ -245,8 +288,14 @@ class RunnerLoop:
                 if job is None:
                     continue
             current, job = job, None
-            log.info("runner worker %s: job %s (%s)", index, current["id"], current["name"])
             self.busy.add(index)
+            if self.stop.is_set():
+                # Handed over as we stop (a long-poll that was pending, or the answer to
+                # our last result): not started, so given back for another runner.
+                self._give_back(index, current)
+                self.busy.discard(index)
+                continue
+            log.info("runner worker %s: job %s (%s)", index, current["id"], current["name"])
             cancel = self.active[index] = threading.Event()
             if self.aborting.is_set():
                 cancel.set()
@@ -268,6 +317,14 @@ class RunnerLoop:
                     self.busy.discard(index)
         checkouts.close()
 
+    def _give_back(self, index: int, job: dict[str, Any]) -> None:
+        try:
+            self.client.release(int(job["id"]), str(job["lease_token"]))
+            log.info("runner worker %s: stopping, gave job %s back", index, job["id"])
+        except (ProtocolError, httpx.HTTPError) as error:
+            # Not acknowledged, it goes back by itself within the acknowledgement window.
+            log.warning("runner worker %s: could not give job %s back: %s", index, job["id"], error)
+
     def start(self) -> list[threading.Thread]:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         threads = [
@@ -278,25 +335,60 @@ class RunnerLoop:
             thread.start()
         return threads
 
-    def drain(self, threads: list[threading.Thread], timeout_s: float | None = None) -> None:
-        """Stop claiming; let running jobs finish (RELIABILITY A7).
+    def drain(self, threads: list[threading.Thread], timeout_s: float | None = None) -> bool:
+        """Stop claiming; let running jobs finish and be reported (RELIABILITY A7). Whether
+        they all did (within ``timeout_s``).
 
         A worker idle in a claim long-poll is not waited for: it holds no job, and its
-        thread ends with the process.
+        thread ends with the process (the server sees the runner hang up and hands that
+        poll nothing; a job it was handed all the same goes back unacknowledged).
         """
         self.stop.set()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while self.busy and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.1)
+        return not self.busy
 
-    def abort(self, timeout_s: float = 8.0) -> None:
-        """Stop claiming and kill running jobs: their server is going away. Each is
-        reported as an infrastructure error (or reaped as lost when the report cannot get
-        through), so it runs again, here after the restart or on another runner."""
+    def hard_stop(self) -> None:
+        """Stop claiming and kill running jobs now, without waiting: each is reported as an
+        infrastructure error (or reaped as lost when the report cannot get through), so it
+        runs again, here after a restart or on another runner."""
         self.aborting.set()
         self.stop.set()
         for cancel in list(self.active.values()):
             cancel.set()
+
+    def abort(self, timeout_s: float = 8.0) -> None:
+        """`hard_stop`, then wait up to ``timeout_s`` for the killed jobs' reports."""
+        self.hard_stop()
         deadline = time.monotonic() + timeout_s
         while self.busy and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def run_until_signalled(loop: RunnerLoop, say: Callable[[str], None]) -> int:
+    """Run ``loop`` until SIGTERM or SIGINT, then drain it; the exit code: 0 when every
+    running job finished and was reported, 1 when a second signal stopped it hard."""
+    signals: list[int] = []
+
+    def on_signal(number: int, _frame: object) -> None:
+        signals.append(number)
+        if len(signals) == 1:
+            loop.stop.set()
+        else:
+            loop.hard_stop()
+
+    previous = {
+        number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        workers = loop.start()
+        while not loop.stop.wait(1):
+            pass
+        if loop.busy:
+            say("draining: running jobs finish, no new ones start (signal again to stop now)")
+        loop.drain(workers)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 1 if loop.aborting.is_set() else 0
