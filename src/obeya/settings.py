@@ -76,6 +76,22 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
         "Obeya runs behind a TLS-terminating proxy.",
     ),
     Setting(
+        "OBEYA_TRUST_PROXY",
+        "0",
+        "How many reverse proxies stand in front of Obeya (0: none, clients connect "
+        "directly). With 1 or more, X-Forwarded-Proto: https marks a request as HTTPS, and "
+        "the client's address (for sign-in throttling and the audit trail) is taken from "
+        "X-Forwarded-For as the nearest proxy saw it. Set it only when those proxies set "
+        "both headers: otherwise a client could name any address.",
+    ),
+    Setting(
+        "OBEYA_SECURE_COOKIES",
+        "auto",
+        "Whether the session and CSRF cookies carry the Secure flag (sent over HTTPS only). "
+        "auto: on requests that came over HTTPS (directly, or through OBEYA_TRUST_PROXY "
+        "proxies), so plain http://127.0.0.1 still works; true: always; false: never.",
+    ),
+    Setting(
         "OBEYA_DEBUG",
         "false",
         "true shows Django's debug pages. Never in production.",
@@ -276,6 +292,13 @@ def _web_workers() -> int:
     return int(raw)
 
 
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    raw = setting(name).strip().lower()
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
 def _split(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -294,6 +317,8 @@ OBEYA_OUTBOUND_ALLOW = _split(setting("OBEYA_OUTBOUND_ALLOW"))
 OBEYA_SANDBOX_WRITABLE = _split(setting("OBEYA_SANDBOX_WRITABLE"))
 OBEYA_SERVER_COMMANDS = setting("OBEYA_SERVER_COMMANDS").strip().lower() not in {"off", "false"}
 OBEYA_SMTP_URL = setting("OBEYA_SMTP_URL")
+OBEYA_TRUST_PROXY = _whole_number("OBEYA_TRUST_PROXY")
+OBEYA_SECURE_COOKIES = _choice("OBEYA_SECURE_COOKIES", ("auto", "true", "false"))
 OBEYA_SECRETS_KEY_FILE = setting("OBEYA_SECRETS_KEY_FILE")
 DEFAULT_FROM_EMAIL = setting("OBEYA_EMAIL_FROM")
 
@@ -333,10 +358,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "obeya.web.headers.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "obeya.web.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "obeya.web.input_guard.InputGuardMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -389,6 +417,10 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if OBEYA_TRUST_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = OBEYA_SECURE_COOKIES == "true"
 
 LOGGING = {
     "version": 1,

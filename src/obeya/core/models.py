@@ -84,3 +84,25 @@ class Event(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("events are append-only and cannot be deleted")
+
+
+class SignInAttempt(models.Model):
+    """A sign-in under way, or one that failed in the last minutes: what throttling counts.
+
+    Kept in the database, not a cache, so every process and host counts the same attempts.
+    A success removes its account's rows; rows older than the window are pruned.
+    """
+
+    username = models.CharField(max_length=150, help_text="As typed, lower-cased.")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "at"]),
+            models.Index(fields=["ip", "at"]),
+            models.Index(fields=["at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username} from {self.ip} at {self.at:%H:%M:%S}"

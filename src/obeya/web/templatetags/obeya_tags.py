@@ -30,6 +30,9 @@ _DESCRIBERS: dict[str, Describer] = {
     ),
     "user.logged_in": lambda d: "signed in",
     "user.login_failed": lambda d: f"failed to sign in as {d.get('username')}",
+    "user.login_throttled": lambda d: (
+        f"sign-in as {d.get('username')} throttled: too many failures for this {d.get('limit')}"
+    ),
     "user.password_changed": lambda d: "changed a password",
     "token.created": lambda d: (
         f"created the {d.get('scope')} token “{d.get('name')}” for "
