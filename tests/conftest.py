@@ -17,8 +17,11 @@ from obeya.core import services as core
 from obeya.core.actors import Actor
 from obeya.core.models import User
 from obeya.runner import keeper
+from tests.event_log import allow_flushing
 
 PASSWORD = "correct horse battery staple"
+# The database refuses to delete events; flushing the test database between tests must not.
+allow_flushing()
 SYSTEM = Actor(user=None, channel="cli")
 
 

@@ -10,6 +10,7 @@ import typer
 import obeya
 from obeya.cli import (
     admin,
+    audit,
     backlog,
     catalog,
     continuity,
@@ -61,6 +62,7 @@ app.command("backup")(continuity.backup)
 app.command("restore")(continuity.restore)
 app.command("drill")(continuity.drill)
 app.add_typer(admin.token_app, name="token")
+app.add_typer(audit.audit_app, name="audit")
 app.command("login")(session.login)
 app.command("events")(session.events)
 app.add_typer(catalog.app, name="service")

@@ -12,9 +12,9 @@ from ninja import Field, Router, Schema, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 import obeya
-from obeya.core import events, services
+from obeya.core import audit, chain, events, services
 from obeya.core.actors import actor_for_request
-from obeya.core.errors import Unauthenticated
+from obeya.core.errors import InvalidInput, Unauthenticated
 from obeya.core.models import ApiToken, User
 from obeya.core.paging import Mapped
 from obeya.core.roles import ROLE_DESCRIPTIONS, ROLE_PERMISSIONS, Role
@@ -39,6 +39,25 @@ class EventOut(Schema):
     subject: str
     service: str
     data: dict[str, Any]
+    prev_hash: str = Field(description="The hash of the event before it (64 zeros: none).")
+    hash: str = Field(description="SHA-256 of its content and prev_hash (docs/audit.md).")
+
+
+class AuditProblemOut(Schema):
+    event: int
+    kind: str = Field(description="changed, unchained, gap, link or anchor.")
+    message: str
+
+
+class AuditReportOut(Schema):
+    ok: bool
+    summary: str
+    events: int
+    first: int | None
+    last: int | None
+    head: str = Field(description="The hash of the newest event: note it as an anchor.")
+    problems: list[AuditProblemOut]
+    more_problems: int = Field(description="Problems found beyond the ones listed.")
 
 
 class UserOut(Schema):
@@ -190,3 +209,19 @@ def create_token(request: HttpRequest, payload: TokenIn) -> Status[Any]:
 @router.delete("/tokens/{token_id}", response=TokenOut, summary="Revoke an API token")
 def revoke_token(request: HttpRequest, token_id: int) -> dict[str, Any]:
     return _token(services.revoke_token(actor_for_request(request, "api"), token_id))
+
+
+@router.get(
+    "/audit/verify",
+    response=AuditReportOut,
+    summary="Walk the event log's hash chain (administrators only)",
+)
+def verify_audit_log(request: HttpRequest, expect: str = "") -> dict[str, Any]:
+    anchors: dict[int, str] = {}
+    if expect:
+        try:
+            event, value = chain.parse_anchor(expect)
+        except ValueError as error:
+            raise InvalidInput(str(error), field="expect") from None
+        anchors[event] = value
+    return audit.verify(actor_for_request(request, "api"), expect=anchors).as_dict()

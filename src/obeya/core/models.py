@@ -63,6 +63,10 @@ class Event(models.Model):
     subject = models.CharField(max_length=200, db_index=True)
     service = models.CharField(max_length=50, blank=True, db_index=True)
     data = models.JSONField(default=dict)
+    # The hash chain (obeya.core.chain): the hash of the event before this one, and this
+    # one's own, over its content and prev_hash. `obeya audit verify` walks it.
+    prev_hash = models.CharField(max_length=64, default="")
+    hash = models.CharField(max_length=64, default="")
 
     objects = EventQuerySet.as_manager()
 
