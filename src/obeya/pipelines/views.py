@@ -178,7 +178,11 @@ def job_detail(request: HttpRequest, slug: str, job_id: int) -> HttpResponse:
         return _not_found(request, error)
     if job.run.service.slug != slug:
         return redirect(f"/services/{job.run.service.slug}/jobs/{job_id}/")
-    attempt = int(request.GET.get("attempt") or job.attempt or 0)
+    requested = request.GET.get("attempt", "")
+    # An attempt that is not a number, or one past any job's, shows the latest attempt.
+    attempt = (int(requested) if requested.isdigit() and len(requested) < 10 else 0) or (
+        job.attempt or 0
+    )
     data = leases.log_bytes(job, attempt) if attempt else b""
     actor = actor_for_request(request)
     return render(
