@@ -77,17 +77,19 @@ HEALTH_PATCH = (
 
 
 def environments(echo: Callable[[str], None]) -> None:
-    """Staging and (protected) production for hello-service, defined by the devops engineer."""
+    """Staging and (protected) production for hello-service, defined by the administrator:
+    a local environment's loopback health URL is reached only once an administrator
+    approved it (obeya.deploy.reach), and the demo's monitors check the same URLs."""
     from obeya.deploy import services as deploy
 
     if deploy.list_environments(SLUG).exists():
         return
-    dave = Actor(user=core.get_user("dave"), channel="cli")
+    admin = Actor(user=core.get_user("admin"), channel="cli")
     root = Path(settings.DATA_DIR) / "deploy" / SLUG
     for position, (name, port) in enumerate(PORTS.items(), start=1):
         production = name == "production"
         deploy.create_environment(
-            dave,
+            admin,
             SLUG,
             name,
             tier=name,

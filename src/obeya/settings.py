@@ -161,11 +161,12 @@ OBEYA_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "OBEYA_OUTBOUND_ALLOW",
-        "loopback",
+        "environments",
         "Where monitors, health checks and notification webhooks may connect: comma-separated "
-        "`loopback`, host names and CIDR networks (10.0.0.0/8). Hosts of a service's own "
-        "environments are added for its monitors. Link-local addresses (169.254.169.254) are "
-        "never allowed.",
+        "`environments` (the exact scheme://host:port of URLs a service's environments name: "
+        "public ones, and loopback ones of local environments an administrator approved), "
+        "`loopback` (every port on this machine), host names and CIDR networks (10.0.0.0/8). "
+        "Link-local addresses (169.254.169.254) are never allowed.",
     ),
     Setting(
         "OBEYA_SMTP_URL",

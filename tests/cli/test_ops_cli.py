@@ -21,7 +21,11 @@ PEOPLE = {"olga": "reliability_engineer", "otto": "operator", "dev": "developer"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A server with the service "shop" and its people; a read-scope token for olga."""
-    base = clean_env(tmp_path_factory.mktemp("ops-cli") / "data")
+    # test_channel_cli's webhook receivers listen on loopback, which the default allow-list
+    # (environments' own URLs only) does not reach.
+    base = clean_env(
+        tmp_path_factory.mktemp("ops-cli") / "data", OBEYA_OUTBOUND_ALLOW="environments,loopback"
+    )
     tokens = {}
     for name in PEOPLE:
         run_obeya("createuser", name, "--password-stdin", env=base, stdin=PASSWORD + "\n")

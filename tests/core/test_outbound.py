@@ -13,6 +13,7 @@ import pytest
 
 from obeya.core import outbound
 from obeya.core.outbound import OutboundRefused, policy_from
+from obeya.settings import OBEYA_SETTINGS
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -125,3 +126,42 @@ def test_a_public_host_is_admitted_at_public_addresses_only() -> None:
     for inside in ("10.0.0.5", "192.168.1.1", "127.0.0.1", "169.254.169.254", "::1"):
         assert not policy.admits("hooks.example.com", ipaddress.ip_address(inside))
     assert not policy.admits("other.example.com", ipaddress.ip_address("93.184.216.34"))
+
+
+def test_the_default_allow_list_opens_no_loopback_port(port: int) -> None:
+    """Out of the box only environments' own URLs are reached: not every loopback port."""
+    default = next(s for s in OBEYA_SETTINGS if s.name == "OBEYA_OUTBOUND_ALLOW").default
+    assert default == "environments"
+    with pytest.raises(OutboundRefused, match="not on the allow-list"):
+        outbound.request("GET", f"http://127.0.0.1:{port}/", policy_from([default]), timeout=2)
+
+
+def test_an_approved_origin_admits_its_own_scheme_host_and_port_only(port: int) -> None:
+    origin = outbound.origin_of(f"http://127.0.0.1:{port}/health")
+    assert origin == ("http", "127.0.0.1", port)
+    policy = policy_from(["environments"], approved=[origin])
+    assert (
+        outbound.request("GET", f"http://127.0.0.1:{port}/x", policy, timeout=2).status_code == 200
+    )
+    for url in (
+        f"http://127.0.0.1:{port + 1}/",
+        f"https://127.0.0.1:{port}/",
+        f"http://localhost:{port}/",
+        f"http://[::ffff:127.0.0.1]:{port}/",
+    ):
+        with pytest.raises(OutboundRefused, match="not on the allow-list"):
+            outbound.check(url, policy)
+    # Approved loopback origins count only under the `environments` entry.
+    with pytest.raises(OutboundRefused):
+        outbound.check(f"http://127.0.0.1:{port}/", policy_from([], approved=[origin]))
+
+
+def test_a_declared_origin_is_admitted_at_public_addresses_only() -> None:
+    declared = ("https", "status.example.com", 443)
+    policy = policy_from(["environments"], declared=[declared])
+    public = ipaddress.ip_address("93.184.216.34")
+    assert policy.admits("status.example.com", public, scheme="https", port=443)
+    assert not policy.admits("status.example.com", public, scheme="https", port=8443)
+    for inside in ("10.0.0.5", "127.0.0.1", "169.254.169.254"):
+        address = ipaddress.ip_address(inside)
+        assert not policy.admits("status.example.com", address, scheme="https", port=443)

@@ -10,12 +10,15 @@ import pytest
 from django.test import Client
 
 from obeya.catalog import services as catalog
+from obeya.core.actors import Actor
 from obeya.core.models import User
 from obeya.deploy import deployer
 from obeya.deploy import services as deploy
 from obeya.deploy.models import Deployment
 from tests.conftest import PASSWORD, actor
 from tests.deploy.conftest import Shop, environment, latest
+
+ADMIN_CLI = Actor(user=None, channel="cli")
 
 
 def signed_in(user: User) -> Client:
@@ -343,6 +346,10 @@ def test_the_environment_page_shows_settings_releases_and_history(shop: Shop, ga
 
 
 def test_settings_are_saved_from_the_form(shop: Shop) -> None:
+    # Its loopback health URL approved by an administrator (the local admin CLI) first:
+    # the devops engineer's form keeps it (test_environment_urls.py).
+    approved = {"kind": "http", "url": "http://127.0.0.1:9/health"}
+    deploy.update_environment(ADMIN_CLI, "shop", "production", health=approved)
     web = signed_in(shop.owner)
     form = text(web.get("/services/shop/environments/production/?edit=1"))
     assert "Save settings" in form
@@ -402,6 +409,28 @@ def test_refused_settings_are_shown_with_what_was_typed(shop: Shop) -> None:
     assert response.status_code == 400
     assert "Releases kept: a whole number, not 'many'" in text(response)
     assert 'value="many"' in text(response)
+
+
+def test_a_health_url_the_allow_list_refuses_is_shown_on_the_form(shop: Shop) -> None:
+    typed = {
+        "tier": "production",
+        "position": "20",
+        "target_kind": "local",
+        "target_root": str(shop.target("production")),
+        "health_kind": "http",
+        "health_url": "http://127.0.0.1:5432/",
+        "warmup_s": "3",
+        "health_passes": "2",
+        "health_interval_ms": "50",
+        "retention": "3",
+        "hook_timeout_s": "300",
+    }
+    response = signed_in(shop.owner).post("/services/shop/environments/production/edit/", typed)
+    assert response.status_code == 422
+    page = markup.unescape(text(response))
+    assert "http://127.0.0.1:5432/ is refused: 127.0.0.1 resolves to 127.0.0.1" in page
+    assert "OBEYA_OUTBOUND_ALLOW" in page and 'value="http://127.0.0.1:5432/"' in page
+    assert environment("production").health["kind"] == "command"
 
 
 def test_a_developer_cannot_change_settings(shop: Shop, dev: User) -> None:

@@ -138,6 +138,17 @@ def test_a_stopped_hello_service_opens_an_incident_by_itself_within_two_interval
         with hello_service(port) as app:
             made = api.post("/services", json={"slug": SLUG, "name": "Hello service"})
             assert made.status_code == 201, made.text
+            # Served on this machine: its local environment, whose loopback health URL the
+            # administrator approves by creating it, is what the monitor may reach.
+            made = api.post(
+                f"/services/{SLUG}/environments",
+                json={
+                    "name": "production",
+                    "target": {"kind": "local", "root": str(tmp_path / "production")},
+                    "health": {"kind": "http", "url": health},
+                },
+            )
+            assert made.status_code == 201, made.text
             made = api.post(
                 f"/services/{SLUG}/monitors",
                 json={

@@ -13,12 +13,15 @@ import pytest
 from django.db import connection
 
 from obeya.catalog import services as catalog
-from obeya.core.actors import system_actor
+from obeya.core.actors import Actor, system_actor
 from obeya.core.errors import InvalidInput
+from obeya.deploy import services as deploy
 from obeya.ops import scheduler
 from obeya.ops import services as ops
 from obeya.ops.models import Monitor
 from tests.conftest import actor
+
+ADMIN_CLI = Actor(user=None, channel="cli")
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -35,21 +38,31 @@ class _Health(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def app() -> Iterator[tuple[str, type[_Health]]]:
-    handler = type("Handler", (_Health,), {"status": 200})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/health", handler
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def owner(make_user):
     user = make_user("rita")
     catalog.create_service(actor(user), "shop", "Shop")
     catalog.add_member(actor(user), "shop", "rita", "reliability_engineer")
     return user
+
+
+@pytest.fixture
+def app(owner, tmp_path) -> Iterator[tuple[str, type[_Health]]]:
+    """The shop's release on a loopback port, declared as its local environment "live"
+    (its health URL approved by the local admin CLI): what the shop's monitors may check."""
+    handler = type("Handler", (_Health,), {"status": 200})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/health"
+    deploy.create_environment(
+        ADMIN_CLI,
+        "shop",
+        "live",
+        target={"kind": "local", "root": str(tmp_path / "live")},
+        health={"kind": "http", "url": url},
+    )
+    yield url, handler
+    server.shutdown()
+    server.server_close()
 
 
 def _tick() -> list[str]:
@@ -132,6 +145,39 @@ def test_a_hanging_check_is_cut_at_its_timeout_and_does_not_hold_up_another(owne
     assert done["quick"] < done["hangs"]
     hung = Monitor.objects.get(name="hangs")
     assert hung.last_ok is False and "no answer within 0.5 s" in hung.last_detail
+
+
+def test_a_monitor_reaches_only_the_ports_the_services_environments_declare(owner, app):
+    """No loopback port is open to a monitor but an approved environment's own: not the
+    database's, not another port of the same host."""
+    url, _ = app
+    declared_port = int(url.split(":")[2].split("/")[0])
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Health) as undeclared:
+        threading.Thread(target=undeclared.serve_forever, daemon=True).start()
+        other = f"http://127.0.0.1:{undeclared.server_address[1]}/health"
+        ops.create_monitor(actor(owner), "shop", "declared", kind="http", url=url)
+        ops.create_monitor(actor(owner), "shop", "other-port", kind="http", url=other)
+        ops.create_monitor(actor(owner), "shop", "db", kind="http", url="http://127.0.0.1:5432/")
+        ops.create_monitor(
+            actor(owner), "shop", "by-name", kind="http", url=f"http://localhost:{declared_port}/"
+        )
+        _tick()
+        undeclared.shutdown()
+    assert Monitor.objects.get(name="declared").last_ok is True
+    for name in ("other-port", "db", "by-name"):
+        monitor = Monitor.objects.get(name=name)
+        assert monitor.last_ok is False, name
+        assert "not on the allow-list" in monitor.last_detail, monitor.last_detail
+        assert "OBEYA_OUTBOUND_ALLOW" in monitor.last_detail
+
+
+def test_another_services_environment_opens_nothing_to_this_ones_monitors(owner, app, make_user):
+    url, _ = app
+    mallory = make_user("mallory")
+    catalog.create_service(actor(mallory), "other", "Other")
+    ops.create_monitor(actor(mallory), "other", "peek", kind="http", url=url)
+    _tick()
+    assert Monitor.objects.get(name="peek").last_ok is False
 
 
 def test_a_refused_address_is_a_failed_check_that_says_why(owner, settings):

@@ -44,7 +44,10 @@ class Receiver(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, type[Receiver]]]:
+def receiver(settings: Any) -> Iterator[tuple[str, type[Receiver]]]:
+    """A webhook receiver on a loopback port, and an allow-list that lets Obeya reach it
+    (`loopback`: the default admits only environments' own URLs)."""
+    settings.OBEYA_OUTBOUND_ALLOW = ["loopback"]
     handler = type("R", (Receiver,), {"answers": [], "received": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

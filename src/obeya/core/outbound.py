@@ -7,6 +7,12 @@ included, because the resolver turns them into plain addresses first), and the c
 is pinned to the checked address, so a name that resolves differently on a second lookup
 (DNS rebinding) cannot slip through. Redirects are not followed blindly: each hop is
 checked again. Link-local addresses (cloud metadata at 169.254.169.254) are never allowed.
+
+Besides host names, networks and ``loopback``, the allow-list's ``environments`` entry
+admits exact origins (scheme, host and port) that environments declare: at public
+addresses any environment's, and at loopback addresses those an administrator approved
+(``obeya.deploy.reach`` decides which). An origin admits that one port, never the host's
+others.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ NEVER = (
     ipaddress.ip_network("ff00::/8"),
 )
 MAX_REDIRECTS = 3
+ENVIRONMENTS = "environments"  # the allow-list entry for the origins environments declare
+# (scheme, host name in lower case without a trailing dot, port): what an origin admits.
+Origin = tuple[str, str, int]
 
 
 class OutboundRefused(InvalidInput):
@@ -41,38 +50,76 @@ class OutboundRefused(InvalidInput):
     code = "outbound_refused"
 
 
+class UrlRefused(OutboundRefused):
+    """A URL someone saves (an environment's) that the allow-list refuses: 422."""
+
+    status = 422
+
+
+def _name(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+def origin_of(url: str) -> Origin | None:
+    """The origin of an http(s) URL, or None when it has none (no host, a bad port)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return parts.scheme, _name(parts.hostname), port
+
+
+def origin_text(origin: Origin) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Where outbound requests may go: host names, networks, and loopback."""
+    """Where outbound requests may go: host names, networks, loopback, exact origins."""
 
     hosts: frozenset[str] = frozenset()
     networks: tuple[IPNetwork, ...] = ()
     loopback: bool = False
     described: str = ""
     public_hosts: frozenset[str] = frozenset()  # admitted only at public addresses
+    loopback_origins: frozenset[Origin] = frozenset()  # exact origins, at loopback only
+    public_origins: frozenset[Origin] = frozenset()  # exact origins, at public addresses only
 
-    def admits(self, host: str, address: IPAddress) -> bool:
+    def admits(self, host: str, address: IPAddress, *, scheme: str = "", port: int = 0) -> bool:
         if any(address in network for network in NEVER):
             return False
+        name = _name(host)
         if address.is_loopback:
-            return self.loopback
+            return self.loopback or (scheme, name, port) in self.loopback_origins
+        if address.is_global and (scheme, name, port) in self.public_origins:
+            return True
         if any(address in network for network in self.networks):
             return True
-        name = host.lower().rstrip(".")
         return name in self.hosts or (name in self.public_hosts and address.is_global)
 
 
 def policy_from(
-    entries: Iterable[str], *, extra_hosts: Iterable[str] = (), public_hosts: Iterable[str] = ()
+    entries: Iterable[str],
+    *,
+    public_hosts: Iterable[str] = (),
+    approved: Iterable[Origin] = (),
+    declared: Iterable[Origin] = (),
 ) -> Policy:
-    """A policy from setting entries: ``loopback``, host names and CIDR networks.
+    """A policy from setting entries: ``environments``, ``loopback``, host names and CIDR
+    networks.
 
-    ``extra_hosts`` are admitted at any address (a service's own environments);
-    ``public_hosts`` only at public ones (a webhook someone typed: never the inside).
+    ``public_hosts`` are admitted at public addresses only (a webhook someone typed: never
+    the inside). Where the entries name ``environments``: the ``approved`` origins at
+    loopback addresses (a local environment's, approved by an administrator) and the
+    ``declared`` ones (what environments name) at public addresses, each on its own port.
     """
-    hosts: set[str] = {host.lower() for host in extra_hosts if host}
+    hosts: set[str] = set()
     networks: list[IPNetwork] = []
-    loopback = False
+    loopback = environments = False
     for raw in entries:
         entry = raw.strip().lower()
         if not entry:
@@ -80,19 +127,34 @@ def policy_from(
         if entry == "loopback":
             loopback = True
             continue
+        if entry == ENVIRONMENTS:
+            environments = True
+            continue
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             hosts.add(entry)
-    shown = ["loopback"] if loopback else []
+    on_loopback = frozenset(approved) if environments else frozenset()
+    shown = [_environments_shown(on_loopback)] if environments else []
+    shown += ["loopback"] if loopback else []
     shown += sorted(hosts) + [str(network) for network in networks]
     return Policy(
         frozenset(hosts),
         tuple(networks),
         loopback,
         ", ".join(shown) or "nothing",
-        frozenset(host.lower() for host in public_hosts if host),
+        frozenset(_name(host) for host in public_hosts if host),
+        on_loopback,
+        frozenset(declared) if environments else frozenset(),
     )
+
+
+def _environments_shown(approved: frozenset[Origin]) -> str:
+    if not approved:
+        return "environments (public URLs; no approved loopback URL)"
+    named = sorted(origin_text(origin) for origin in approved)
+    more = f" and {len(named) - 4} more" if len(named) > 4 else ""
+    return f"environments (public URLs; on loopback {', '.join(named[:4])}{more})"
 
 
 @dataclass(frozen=True)
@@ -139,7 +201,12 @@ def check(url: str, policy: Policy) -> Pinned:
             f"{url}: the port is not a number from 1 to 65535", field="url"
         ) from None
     addresses = _addresses(host, port)
-    refused = [address for address in addresses if not policy.admits(host, address)]
+    scheme = parts.scheme
+    refused = [
+        address
+        for address in addresses
+        if not policy.admits(host, address, scheme=scheme, port=port)
+    ]
     if refused or not addresses:
         why = (
             "link-local (cloud metadata is never fetched)"

@@ -68,6 +68,7 @@ def _environment(environment: Any) -> dict[str, Any]:
         "name": environment.name,
         "service": environment.service.slug,
         **{key: getattr(environment, key) for key in services.EDITABLE},
+        "approved_origins": list(environment.approved_origins),
         "created_at": environment.created_at,
         "updated_at": environment.updated_at,
     }

@@ -27,7 +27,7 @@ from django.db import close_old_connections, connections, transaction
 
 from obeya.core import events
 from obeya.core.actors import Actor, system_actor
-from obeya.deploy import health, logic
+from obeya.deploy import health, logic, reach
 from obeya.deploy.models import Deployment, DeploymentLog, DeploymentStatus, Environment, Release
 from obeya.deploy.targets import Host, LocalHost, TargetError
 from obeya.pipelines import services as pipelines
@@ -417,6 +417,7 @@ class Work:
             interval_ms=environment.health_interval_ms,
             log=lambda line: self.note("health", f"{host.name}: {line}"),
             between_checks=self.lease.check,
+            policy=reach.policy_for([environment]),  # its own URLs, as approved (C3)
         )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
 from obeya.core import outbound
+from obeya.deploy import reach
 from obeya.deploy.logic import WarmUp
 from obeya.deploy.targets import Host, LogLine
 
@@ -20,30 +20,25 @@ COMMAND_TIMEOUT_S = 30.0
 
 def host_address(host: Host) -> str:
     """The address a health URL's ``{host}`` stands for (the SSH host without its port)."""
-    name = host.name
-    if name == "local":
-        return "127.0.0.1"
-    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name
-
-
-def policy_for(url: str) -> outbound.Policy:
-    """Health checks may reach the URL's own host (it is the environment's), never
-    link-local addresses such as cloud metadata (RELIABILITY C3)."""
-    return outbound.policy_from(
-        settings.OBEYA_OUTBOUND_ALLOW, extra_hosts=[urlsplit(url).hostname or ""]
-    )
+    return reach.address_of(host.name)
 
 
 def check_once(
-    health: Mapping[str, Any], host: Host, env: Mapping[str, str], log: LogLine
+    health: Mapping[str, Any],
+    host: Host,
+    env: Mapping[str, str],
+    log: LogLine,
+    policy: outbound.Policy | None = None,
 ) -> tuple[bool, str]:
-    """One check: (healthy, what was seen)."""
+    """One check: (healthy, what was seen). An HTTP check goes through ``policy``: the
+    environment's allow-list (`reach.policy_for`), by default the setting alone."""
     if health.get("kind") == "http":
         url = str(health["url"]).replace("{host}", host_address(host))
         expected = int(health.get("expect_status", 200))
+        allowed = policy or outbound.policy_from(settings.OBEYA_OUTBOUND_ALLOW)
         try:
             response = outbound.request(
-                "GET", url, policy_for(url), timeout=HTTP_TIMEOUT_S, follow_redirects=False
+                "GET", url, allowed, timeout=HTTP_TIMEOUT_S, follow_redirects=False
             )
         except outbound.OutboundRefused as refused:
             return False, refused.message
@@ -78,6 +73,7 @@ def warm_up(
     interval_ms: int,
     log: LogLine,
     between_checks: Callable[[], None] | None = None,
+    policy: outbound.Policy | None = None,
 ) -> tuple[bool, str]:
     """Check until ``passes`` checks in a row pass, or the window closes: (healthy, why).
 
@@ -91,7 +87,7 @@ def warm_up(
     while True:
         if between_checks is not None:
             between_checks()
-        healthy, seen = check_once(health, host, env, log)
+        healthy, seen = check_once(health, host, env, log, policy)
         judge.record(healthy, seen)
         log(f"health {judge.checks}: {'pass' if healthy else 'FAIL'} — {seen}")
         if judge.passed:

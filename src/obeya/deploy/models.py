@@ -34,6 +34,9 @@ class Environment(models.Model):
     approval_role = models.CharField(max_length=32, default="gatekeeper")
     target = models.JSONField(default=dict)
     health = models.JSONField(default=dict)
+    # Loopback origins ("http://127.0.0.1:8101") of its URLs an administrator approved
+    # (obeya.deploy.reach): what a local environment's checks and monitors may reach.
+    approved_origins = models.JSONField(default=list, blank=True)
     hooks = models.JSONField(default=dict)
     hook_timeout_s = models.PositiveIntegerField(default=300)
     warmup_s = models.PositiveIntegerField(default=30)

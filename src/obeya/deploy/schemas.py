@@ -56,6 +56,9 @@ class EnvironmentOut(Schema):
     health_passes: int
     health_interval_ms: int
     retention: int
+    approved_origins: list[str] = Field(
+        description="Loopback scheme://host:port of its URLs an administrator approved."
+    )
     created_at: datetime
     updated_at: datetime
 

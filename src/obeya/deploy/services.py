@@ -15,11 +15,11 @@ from django.db.models import QuerySet
 
 from obeya.catalog import services as catalog
 from obeya.catalog.models import Service
-from obeya.core import events
+from obeya.core import events, outbound
 from obeya.core.actors import Actor
 from obeya.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from obeya.core.roles import Permission, Role
-from obeya.deploy import deployer, logic
+from obeya.deploy import deployer, logic, reach
 from obeya.deploy.models import (
     Approval,
     Deployment,
@@ -120,17 +120,24 @@ def create_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
     )
     defaults = _settings_of(Environment())
     cleaned = _clean(fields, defaults)
+    merged = {**defaults, **cleaned}
+    approved = reach.approve(actor, merged["target"], merged["health"], [])
     now = actor.now()
     try:
         with transaction.atomic():
             environment = Environment.objects.create(
-                service=service, name=name, created_at=now, updated_at=now, **cleaned
+                service=service,
+                name=name,
+                created_at=now,
+                updated_at=now,
+                approved_origins=approved,
+                **cleaned,
             )
             events.record(
                 actor,
                 "environment.created",
                 f"environment:{environment.pk}",
-                {"name": name, **_settings_of(environment)},
+                {"name": name, **_settings_of(environment), **_approvals(approved, [])},
                 service=slug,
             )
     except IntegrityError:
@@ -168,10 +175,36 @@ def _require_protection_right(actor: Actor, environment: Environment, changing: 
     )
 
 
+def _approvals(approved: list[str], before: list[str]) -> dict[str, Any]:
+    """What an event records of the loopback URLs approved (only when they change)."""
+    return {"approved_origins": approved} if approved != before else {}
+
+
+def _checked_urls(
+    actor: Actor, environment: Environment, fields: dict[str, Any]
+) -> list[str] | None:
+    """The approved loopback origins after a change of the environment's target or health,
+    each URL it names checked against the allow-list (obeya.deploy.reach); None when
+    neither changes, unless an administrator saves it (which approves its loopback URLs:
+    how one saved before approvals existed gets its approval). Checked before the
+    change's transaction: a name lookup can be slow."""
+    target = fields.get("target", environment.target)
+    health = fields.get("health", environment.health)
+    unchanged = (target, health) == (environment.target, environment.health)
+    if unchanged and not reach.may_approve(actor):
+        return None
+    if not isinstance(target, dict) or not isinstance(health, dict):
+        return None  # not settings at all: _clean says what is wrong
+    # The setting's right first: a refusal names addresses, which only those may learn.
+    catalog.require(actor, environment.service, Permission.CONFIGURE_ENVIRONMENTS)
+    return reach.approve(actor, target, health, environment.approved_origins)
+
+
 def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Environment:
     """Change settings of an environment: ``deploy.configure`` for most of them; its
     protection (``PROTECTION``) only by an administrator or its gatekeepers."""
     environment = get_environment(slug, name)
+    approved = _checked_urls(actor, environment, fields)
     with transaction.atomic():
         # Checked against the locked row, so a protection change that commits meanwhile
         # is the one the rule is read from.
@@ -188,6 +221,9 @@ def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
         cleaned = _clean(fields, before)
         for key, value in cleaned.items():
             setattr(environment, key, value)
+        approved_before = list(environment.approved_origins)
+        if approved is not None:
+            environment.approved_origins = approved
         environment.updated_at = actor.now()
         environment.save()
         changes = {
@@ -195,6 +231,8 @@ def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
             for key, value in cleaned.items()
             if before[key] != value and key not in PROTECTION
         }
+        if approved is not None and approved != approved_before:
+            changes["approved_origins"] = {"from": approved_before, "to": approved}
         subject = f"environment:{environment.pk}"
         if changes or not guarded:
             events.record(
@@ -218,6 +256,12 @@ def update_environment(actor: Actor, slug: str, name: str, **fields: Any) -> Env
                 service=slug,
             )
     return environment
+
+
+def outbound_policy(slug: str) -> outbound.Policy:
+    """Where checks of ``slug`` may connect: the allow-list setting, with the URLs its
+    environments name (obeya.deploy.reach): public ones, and approved loopback ones."""
+    return reach.policy_for(list_environments(slug))
 
 
 def _previous_environment(environment: Environment) -> Environment | None:

@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max, QuerySet
 
@@ -146,17 +144,12 @@ def delete_monitor(actor: Actor, slug: str, name: str) -> None:
 
 
 def outbound_policy(service: Service) -> outbound.Policy:
-    """The allow-list for a service's checks: the setting plus its environments' hosts."""
+    """The allow-list for a service's checks: the setting, with the URLs the service's
+    environments name on their own ports (public ones, and loopback ones an administrator
+    approved), never their hosts' other ports."""
     from obeya.deploy import services as deploy
 
-    hosts: set[str] = set()
-    for environment in deploy.list_environments(service.slug):
-        url = (environment.health or {}).get("url")
-        if url:
-            hosts.add(urlsplit(str(url)).hostname or "")
-        for host in (environment.target or {}).get("hosts", []) or []:
-            hosts.add(str(host).rsplit(":", 1)[0])
-    return outbound.policy_from(settings.OBEYA_OUTBOUND_ALLOW, extra_hosts=hosts)
+    return deploy.outbound_policy(service.slug)
 
 
 def record_result(
