@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -174,13 +175,19 @@ def test_a_claim_whose_runner_hung_up_hands_out_nothing(alice, service):
         gone = scope.get(hangup.SCOPE_KEY)
         return isinstance(gone, threading.Event) and gone.is_set()
 
+    def queue_a_run() -> None:
+        try:
+            runs.create_run(actor(alice), "svc")
+        finally:
+            connections.close_all()  # this helper thread's own connection
+
     async def exchange() -> None:
         answer = asyncio.create_task(handler(scope, receive, send))
         deadline = time.monotonic() + 10
         while not heard_the_hangup() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         # Queued while the long-poll of the runner that hung up may still be waiting.
-        await asyncio.to_thread(runs.create_run, actor(alice), "svc")
+        await asyncio.to_thread(queue_a_run)
         await answer
 
     try:
