@@ -351,11 +351,12 @@ def runners_list(as_json: JsonFlag = False) -> None:
         print_json(items)
         return
     print_table(
-        ("name", "online", "labels", "jobs", "last seen"),
+        ("name", "online", "sandbox", "labels", "jobs", "last seen"),
         [
             (
                 r["name"],
                 "paused" if r["paused"] else "yes" if r["online"] else "no",
+                r["sandbox"] or "not said yet",
                 ",".join(r["labels"]),
                 ",".join(map(str, r["current_jobs"])),
                 (r["last_seen_at"] or "")[:19],

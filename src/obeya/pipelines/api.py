@@ -103,6 +103,7 @@ class RunnerOut(Schema):
     embedded: bool
     paused: bool
     online: bool
+    sandbox: str  # bwrap, off (jobs run unconfined), unavailable, or empty: not said yet
     last_seen_at: datetime | None
     current_jobs: list[int]
 
@@ -339,6 +340,7 @@ def runner_body(runner: Runner) -> dict[str, Any]:
         "embedded": runner.embedded,
         "paused": runner.paused,
         "online": runners.is_online(runner),
+        "sandbox": runner.sandbox,
         "last_seen_at": runner.last_seen_at,
         "current_jobs": list(
             Job.objects.filter(runner=runner, status="running").values_list("pk", flat=True)

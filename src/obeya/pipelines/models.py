@@ -102,6 +102,8 @@ class Runner(models.Model):
     created_at = models.DateTimeField()
     last_seen_at = models.DateTimeField(null=True, blank=True)
     version = models.CharField(max_length=40, blank=True)
+    # What its jobs run in, as it last said: bwrap, off (unconfined) or unavailable.
+    sandbox = models.CharField(max_length=20, blank=True)
 
     class Meta:
         ordering = ["name"]

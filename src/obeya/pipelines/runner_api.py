@@ -52,6 +52,7 @@ def _runner(request: HttpRequest) -> Runner:
 class ClaimIn(Schema):
     wait: float = 0
     labels: list[str] | None = None
+    sandbox: str | None = None  # what the runner's jobs run in: bwrap, off, unavailable
 
 
 class HeartbeatOut(Schema):
@@ -91,6 +92,8 @@ def claim(request: HttpRequest, payload: ClaimIn) -> Any:
     runner = _runner(request)
     if payload.labels is not None:
         runner = runners.declare_labels(runner, payload.labels)
+    if payload.sandbox is not None:
+        runner = runners.declare_sandbox(runner, payload.sandbox)
     deadline = time.monotonic() + max(0.0, min(payload.wait, MAX_WAIT_S))
     # Set by the ASGI handler when the runner hangs up (it stopped while waiting): a job
     # claimed for it now would only wait out its acknowledgement window.

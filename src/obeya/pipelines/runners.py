@@ -83,6 +83,31 @@ def declare_labels(runner: Runner, labels: list[str]) -> Runner:
     return runner
 
 
+SANDBOX_MODES = ("bwrap", "off", "unavailable")
+
+
+def declare_sandbox(runner: Runner, mode: str) -> Runner:
+    """A runner states what its jobs run in when it claims (`obeya.runner.sandbox`). A
+    change is who may do what on that machine changing, so it is an event."""
+    if mode not in SANDBOX_MODES:
+        raise InvalidInput(
+            f"sandbox must be one of {', '.join(SANDBOX_MODES)}, not {mode!r}", field="sandbox"
+        )
+    if mode == runner.sandbox:
+        return runner
+    with transaction.atomic():
+        before = runner.sandbox
+        runner.sandbox = mode
+        runner.save(update_fields=["sandbox"])
+        events.record(
+            system_actor(),
+            "runner.sandbox_changed",
+            f"runner:{runner.pk}",
+            {"runner": runner.name, "from": before, "to": mode},
+        )
+    return runner
+
+
 def set_paused(actor: Actor, runner_id: int, paused: bool) -> Runner:
     """Pause a runner (it finishes what it runs, then claims nothing) or resume it.
 

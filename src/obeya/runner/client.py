@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from obeya.runner import sandbox
+
 API = "/api/runner"
 
 
@@ -109,7 +111,7 @@ class ServerClient:
         raise ProtocolError("unreachable")  # the loop always returns or raises
 
     def claim(self, wait_s: float, labels: list[str] | None = None) -> dict[str, Any] | None:
-        body: dict[str, Any] = {"wait": wait_s}
+        body: dict[str, Any] = {"wait": wait_s, "sandbox": sandbox.configured().mode}
         if labels is not None:
             body["labels"] = labels
         response = self._call("POST", "/jobs/claim", json=body, attempts=1, timeout=wait_s + 30)
