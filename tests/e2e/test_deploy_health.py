@@ -10,8 +10,6 @@ restarts version 1, checks it, and the deployment ends ``rolled_back`` with an i
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import httpx
@@ -108,7 +106,8 @@ def test_a_release_whose_health_answers_500_is_rolled_back_and_v1_serves_again(
     files = {"obeya.yml": SPEC, "app.py": APP, "VERSION": "1\n", "HEALTH": "200\n"}
     shared = tmp_path / "targets" / "staging" / "shared"
     staging = {
-        "hooks": {"restart": RESTART.format(python=shlex.quote(sys.executable), port=port)},
+        # The hook runs in the target's sandbox, which sees the system's Python, not ours.
+        "hooks": {"restart": RESTART.format(python="python3", port=port)},
         "health": {"kind": "http", "url": f"http://127.0.0.1:{port}/health"},
         "warmup_s": 4,  # room for the app to start on a busy machine; 500s fail it at the end
         "health_passes": 2,
