@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from obeya.runner import threads
+from obeya.runner import sandbox, threads
 from obeya.runner.workspace import WorkspaceError, cleanup_workspace
 
 GIT_TIMEOUT_S = 600.0
@@ -177,6 +177,10 @@ class Checkouts:
         if not (state.clean and state.head == sha):
             self._checkout_commit(repository, state, sha)
         if state.picture is None:
+            if os.geteuid() == 0 and sandbox.configured().enabled:
+                # Handed to the sandbox's uid before the picture, not by the job's launch
+                # after it: the ownership change would read as the job's own change.
+                sandbox.hand_over(repository)
             state.picture = _Picture.take(repository)
         return repository
 
