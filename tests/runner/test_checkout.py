@@ -17,6 +17,8 @@ from obeya.runner.workspace import WorkspaceError
 def git(*args: str, cwd: Path) -> str:
     env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
     identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    # As root, a workspace belongs to the sandbox's uid (65534), as the runner's own git allows.
+    identity += ["-c", "safe.directory=*"]
     done = subprocess.run(
         ["git", *identity, *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
     )
